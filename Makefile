@@ -1,0 +1,68 @@
+# qb — restore Qubes OS backups anywhere.
+#   make demo    restore the bundled sample backup, step by step
+#   make check   install what is missing, build, run every test, lint man pages
+#   make bench   compare speed and memory with the manual procedure
+#   make install PREFIX=/usr/local DESTDIR=
+
+SWIFT    ?= swift
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+BINDIR    = $(DESTDIR)$(PREFIX)/bin
+MANDIR    = $(DESTDIR)$(PREFIX)/share/man
+TOOLS     = qb-untar qb-hmac qb-decrypt qb-decompress qb-header
+MANPAGES  = $(wildcard man/*.1 man/*.5 man/*.7)
+
+# Build libraries, plus the real programs the interop tests and the
+# benchmark compare against.
+PACKAGES  = libssl-dev zlib1g-dev libbz2-dev liblzma-dev libzstd-dev \
+            openssl scrypt mandoc tar gzip pigz bzip2 xz-utils zstd libarchive-tools pkg-config
+
+.PHONY: all deps build check test lint-man demo install uninstall clean bench
+
+all:
+	$(SWIFT) build -c release
+
+# Installs missing Debian packages when run as root; otherwise prints the
+# one command that would, and stops.
+deps:
+	@missing=$$(for p in $(PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing: $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing packages; run: sudo apt-get install $$missing"; exit 1; \
+	  fi; \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+test: build
+	$(SWIFT) test
+
+lint-man: deps
+	mandoc -Tlint -Wwarning $(MANPAGES)
+
+check: deps build test lint-man
+
+demo: deps
+	$(SWIFT) build -c release
+	@PATH="$$($(SWIFT) build -c release --show-bin-path):$$PATH" ./demo/run.sh
+
+bench: deps
+	$(SWIFT) build -c release
+	@PATH="$$($(SWIFT) build -c release --show-bin-path):$$PATH" ./bench/run.sh
+
+install: all
+	install -d $(BINDIR) $(MANDIR)/man1 $(MANDIR)/man5 $(MANDIR)/man7
+	bin=$$($(SWIFT) build -c release --show-bin-path); for t in $(TOOLS); do install -m 755 $$bin/$$t $(BINDIR)/$$t; done
+	for m in $(MANPAGES); do s=$${m##*.}; install -m 644 $$m $(MANDIR)/man$$s/; done
+
+uninstall:
+	for t in $(TOOLS); do rm -f $(BINDIR)/$$t; done
+	for m in $(MANPAGES); do s=$${m##*.}; rm -f $(MANDIR)/man$$s/$${m##*/}; done
+
+clean:
+	$(SWIFT) package clean
+	rm -rf .build bench-results

@@ -1,0 +1,55 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// C libraries come from the distribution (Debian's -dev packages); the Makefile
+// installs them. Nothing here downloads or builds a C library.
+let package = Package(
+    name: "qb",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "QubesBackup", targets: ["QubesBackup"]),
+        .executable(name: "qb-hmac", targets: ["qb-hmac"]),
+        .executable(name: "qb-header", targets: ["qb-header"]),
+        .executable(name: "qb-untar", targets: ["qb-untar"]),
+        .executable(name: "qb-decrypt", targets: ["qb-decrypt"]),
+        .executable(name: "qb-decompress", targets: ["qb-decompress"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CBzip2", providers: [.apt(["libbz2-dev"])]),
+        .systemLibrary(name: "CLzma", pkgConfig: "liblzma", providers: [.apt(["liblzma-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .target(
+            name: "QubesBackup",
+            dependencies: ["COpenSSL", "CZlib", "CBzip2", "CLzma", "CZstd"]
+        ),
+        .target(
+            name: "QubesBackupCLI",
+            dependencies: [
+                "QubesBackup",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(name: "qb-hmac", dependencies: ["QubesBackupCLI", "QubesBackup"]),
+        .executableTarget(name: "qb-header", dependencies: ["QubesBackupCLI", "QubesBackup"]),
+        .executableTarget(name: "qb-untar", dependencies: ["QubesBackupCLI", "QubesBackup"]),
+        .executableTarget(name: "qb-decrypt", dependencies: ["QubesBackupCLI", "QubesBackup"]),
+        .executableTarget(name: "qb-decompress", dependencies: ["QubesBackupCLI", "QubesBackup"]),
+        // Shared by the test targets: running the built tools, finding the
+        // fixtures, making scratch directories.
+        .target(name: "QBTestSupport", path: "Tests/Support"),
+        .testTarget(
+            name: "QubesBackupTests",
+            dependencies: ["QubesBackup", "QBTestSupport"]
+        ),
+        // Runs the built executables; depending on them makes `swift test` build them.
+        .testTarget(
+            name: "CLITests",
+            dependencies: ["QBTestSupport", "qb-hmac", "qb-header", "qb-untar", "qb-decrypt", "qb-decompress"]
+        ),
+    ]
+)

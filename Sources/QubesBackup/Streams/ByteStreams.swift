@@ -1,0 +1,88 @@
+/// Where bytes go. Transforms (decrypt, decompress, verify) are sinks that push
+/// into a downstream sink, so a pipeline is a chain of sinks fed by one loop.
+public protocol ByteSink: AnyObject {
+    /// Accepts the next bytes of the stream. The span is only valid for the call.
+    func write(_ bytes: RawSpan) throws(QBError)
+    /// Called once after the last write. A sink that checks a trailer (padding,
+    /// gzip CRC, MAC) or renames a finished file does it here; EOF alone is
+    /// never success. A transform finishes its downstream sink too.
+    func finish() throws(QBError)
+}
+
+/// Where bytes come from.
+public protocol ByteSource: AnyObject {
+    /// Appends up to `buffer.freeCapacity` bytes to `buffer` and returns how
+    /// many. Returns 0 only at the end of the stream (never for a full buffer:
+    /// callers make room first).
+    func read(into buffer: IOBuffer) throws(QBError) -> Int
+}
+
+/// The one copy loop: moves everything from `source` to `sink` in large
+/// blocks, then finishes the sink.
+public func pump(from source: ByteSource, to sink: ByteSink, bufferSize: Int = IOBuffer.defaultCapacity) throws(QBError) {
+    let buffer = IOBuffer(capacity: bufferSize)
+    while true {
+        buffer.clear()
+        let n = try source.read(into: buffer)
+        if n == 0 { break }
+        try buffer.withReadable { (bytes) throws(QBError) in try sink.write(bytes) }
+    }
+    try sink.finish()
+}
+
+/// Reads the whole of a small input, refusing more than `limit` bytes. For
+/// headers, `.hmac` files and other inputs that are small by format.
+public func readAll(from source: ByteSource, limit: Int, what: String) throws(QBError) -> [UInt8] {
+    let buffer = IOBuffer(capacity: Swift.min(limit + 1, IOBuffer.defaultCapacity))
+    var result: [UInt8] = []
+    while true {
+        buffer.clear()
+        let n = try source.read(into: buffer)
+        if n == 0 { return result }
+        if result.count + n > limit {
+            throw QBError(.limitExceeded, "\(what) is larger than \(limit) bytes", hint: "refused: not a genuine \(what)")
+        }
+        buffer.withReadable { bytes in result.append(contentsOf: bytes) }
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// Appends the bytes of a span without per-byte Swift work.
+    public mutating func append(contentsOf bytes: RawSpan) {
+        bytes.withUnsafeBytes { self.append(contentsOf: $0) }
+    }
+}
+
+/// A sink that keeps everything it is given, for small outputs and tests.
+public final class MemorySink: ByteSink {
+    public private(set) var bytes: [UInt8] = []
+    public private(set) var finished = false
+    public let limit: Int
+
+    public init(limit: Int = Int.max) { self.limit = limit }
+
+    public func write(_ bytes: RawSpan) throws(QBError) {
+        if self.bytes.count + bytes.byteCount > limit {
+            throw QBError(.limitExceeded, "output is larger than \(limit) bytes")
+        }
+        self.bytes.append(contentsOf: bytes)
+    }
+
+    public func finish() throws(QBError) { finished = true }
+}
+
+/// A source over bytes already in memory.
+public final class MemorySource: ByteSource {
+    private let bytes: [UInt8]
+    private var position = 0
+
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    public func read(into buffer: IOBuffer) throws(QBError) -> Int {
+        let n = Swift.min(buffer.freeCapacity, bytes.count - position)
+        if n == 0 { return 0 }
+        buffer.append(bytes[position..<(position + n)])
+        position += n
+        return n
+    }
+}

@@ -1,0 +1,73 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Runs a system call, retrying on EINTR; a negative result becomes an
+/// `.io(errno)` error naming the operation and the path.
+@discardableResult
+package func systemCall(_ operation: String, _ path: String? = nil, _ body: () -> Int) throws(QBError) -> Int {
+    while true {
+        let r = body()
+        if r >= 0 { return r }
+        let code = errno
+        if code == EINTR { continue }
+        throw QBError(.io(code), "\(operation): \(String(cString: strerror(code)))", subject: path)
+    }
+}
+
+/// A file descriptor used as a byte source and sink: `read(2)` and `write(2)`
+/// in large blocks, short writes completed, EINTR retried. Closes the
+/// descriptor on deinit when it owns it.
+public final class FileDescriptor: ByteSource, ByteSink {
+    public let rawValue: Int32
+    /// Shown in error messages: a path, or `standard input`.
+    public let name: String
+    private let owned: Bool
+
+    public init(rawValue: Int32, name: String, owned: Bool) {
+        self.rawValue = rawValue
+        self.name = name
+        self.owned = owned
+    }
+
+    deinit { if owned { _ = close(rawValue) } }
+
+    public static func standardInput() -> FileDescriptor { FileDescriptor(rawValue: 0, name: "standard input", owned: false) }
+    public static func standardOutput() -> FileDescriptor { FileDescriptor(rawValue: 1, name: "standard output", owned: false) }
+
+    /// Opens `path` for reading.
+    public static func open(forReading path: String) throws(QBError) -> FileDescriptor {
+        let fd = try systemCall("cannot open", path) { Int(Glibc.open(path, O_RDONLY | O_CLOEXEC)) }
+        return FileDescriptor(rawValue: Int32(fd), name: path, owned: true)
+    }
+
+    /// `-` or nil is standard input, anything else a path.
+    public static func input(_ path: String?) throws(QBError) -> FileDescriptor {
+        guard let path, path != "-" else { return standardInput() }
+        return try open(forReading: path)
+    }
+
+    public func read(into buffer: IOBuffer) throws(QBError) -> Int {
+        let name = self.name, fd = rawValue
+        return try buffer.fillFreeSpace { (space) throws(QBError) -> Int in
+            try systemCall("read error", name) { Glibc.read(fd, space.baseAddress, space.count) }
+        }
+    }
+
+    public func write(_ bytes: RawSpan) throws(QBError) {
+        let name = self.name, fd = rawValue
+        try bytes.withUnsafeBytes { (raw) throws(QBError) in
+            var done = 0
+            while done < raw.count {
+                done += try systemCall("write error", name) { Glibc.write(fd, raw.baseAddress! + done, raw.count - done) }
+            }
+        }
+    }
+
+    public func finish() throws(QBError) {}
+
+    /// Whether the descriptor is a terminal.
+    public var isTerminal: Bool { isatty(rawValue) == 1 }
+}

@@ -1,0 +1,49 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import QubesBackup
+
+/// One-line messages on standard error: `qb-xxx: subject: what (hint)`.
+public enum Diagnostics {
+    /// The running tool's name, from argv[0].
+    public static var toolName: String {
+        let arg0 = CommandLine.arguments.first ?? "qb"
+        return arg0.split(separator: "/").last.map(String.init) ?? arg0
+    }
+
+    public static func error(_ error: QBError) {
+        printLine(toolName + ": " + error.description)
+    }
+
+    public static func error(_ message: String) {
+        printLine(toolName + ": " + message)
+    }
+
+    public static func warning(_ message: String) {
+        printLine(toolName + ": warning: " + message)
+    }
+
+    /// Writes one line to standard error in a single write(2), so lines from the
+    /// tools of one pipeline do not interleave mid-line.
+    public static func printLine(_ line: String) {
+        let bytes = Array((line + "\n").utf8)
+        bytes.withUnsafeBytes { raw in
+            var done = 0
+            while done < raw.count {
+                let n = write(2, raw.baseAddress! + done, raw.count - done)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return }
+                done += n
+            }
+        }
+    }
+}
+
+/// Standard output for text results (digest lines, listings, verdicts).
+public enum Output {
+    public static func line(_ text: String) throws {
+        let out = FileDescriptor.standardOutput()
+        let bytes = Array((text + "\n").utf8)
+        try out.write(bytes.span.bytes)
+    }
+}
