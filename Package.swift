@@ -3,6 +3,12 @@ import PackageDescription
 
 // C libraries come from the distribution (Debian's -dev packages); the Makefile
 // installs them. Nothing here downloads or builds a C library.
+/// What every executable links: the library, the shared CLI layer, the parser.
+let toolDependencies: [Target.Dependency] = [
+    "QubesBackup", "QubesBackupCLI",
+    .product(name: "ArgumentParser", package: "swift-argument-parser"),
+]
+
 let package = Package(
     name: "qb",
     platforms: [.macOS(.v15)],
@@ -34,11 +40,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .executableTarget(name: "qb-hmac", dependencies: ["QubesBackupCLI", "QubesBackup"]),
-        .executableTarget(name: "qb-header", dependencies: ["QubesBackupCLI", "QubesBackup"]),
-        .executableTarget(name: "qb-untar", dependencies: ["QubesBackupCLI", "QubesBackup"]),
-        .executableTarget(name: "qb-decrypt", dependencies: ["QubesBackupCLI", "QubesBackup"]),
-        .executableTarget(name: "qb-decompress", dependencies: ["QubesBackupCLI", "QubesBackup"]),
+        .executableTarget(name: "qb-hmac", dependencies: toolDependencies),
+        .executableTarget(name: "qb-header", dependencies: toolDependencies),
+        .executableTarget(name: "qb-untar", dependencies: toolDependencies),
+        .executableTarget(name: "qb-decrypt", dependencies: toolDependencies),
+        .executableTarget(name: "qb-decompress", dependencies: toolDependencies),
         // Shared by the test targets: running the built tools, finding the
         // fixtures, making scratch directories.
         .target(name: "QBTestSupport", path: "Tests/Support"),
