@@ -1,0 +1,14 @@
+/// v4 authentication of the header: `backup-header.hmac` is a scrypt envelope
+/// of the header under `backup-header!PASS` (FORMAT.md §5.2).
+public enum ScryptEnvelope {
+    /// `scrypt` followed by format version 0.
+    public static func hasMagic(_ bytes: [UInt8]) -> Bool {
+        bytes.starts(with: Array("scrypt".utf8) + [0])
+    }
+
+    /// Decrypts the envelope with `NAME!PASS` and requires its plaintext to
+    /// equal `data` byte for byte.
+    public static func verifyCopy(of data: [UInt8], envelope: [UInt8], name: String, passphrase: Secret) throws(QBError) {
+        throw QBError(.unsupported, "scrypt envelopes: pending merge", subject: name)
+    }
+}

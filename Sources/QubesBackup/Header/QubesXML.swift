@@ -1,0 +1,98 @@
+/// One domain of a `qubes.xml`, as far as a restore cares (FORMAT.md §9).
+public struct VMEntry: Sendable, Equatable {
+    public var name: String
+    /// `AppVM`, `TemplateVM`, `StandaloneVM`, `AdminVM`, `DispVM`, …
+    public var vmClass: String
+    /// The member prefix of its files in the backup, always with a trailing
+    /// slash (`vm3/`); nil when the VM is not in the backup.
+    public var subdir: String?
+    /// Qubes' size estimate of its backed-up data, in bytes.
+    public var size: Int64?
+    public var template: String?
+    /// A colour name.
+    public var label: String?
+    public var included: Bool
+}
+
+/// The VM list of a `qubes.xml` of any Qubes release: R1–R3 (`QubesVmCollection`,
+/// "core2") and R4 (`qubes`/`domains`, "core3").
+public enum QubesXML {
+    public static func parseVMs(_ bytes: [UInt8]) throws(QBError) -> [VMEntry] {
+        let root = try XMLDocument.parse(bytes)
+        switch root.name {
+        case "QubesVmCollection": return core2(root)
+        case "qubes": return try core3(root)
+        default:
+            throw QBError(.unsupported, "not a qubes.xml: root element <\(root.name)>", subject: "qubes.xml")
+        }
+    }
+
+    /// The seven element names the R3 restore looks at; others are ignored as
+    /// Qubes ignores them.
+    static let core2Classes: Set<String> = ["QubesTemplateVm", "QubesTemplateHVm", "QubesAdminVm", "QubesAppVm",
+                                            "QubesHVm", "QubesNetVm", "QubesProxyVm"]
+
+    static func core2(_ root: XMLElement) -> [VMEntry] {
+        let elements = root.children.filter { core2Classes.contains($0.name) }
+        var nameByQID: [String: String] = [:]
+        for e in elements { if let qid = e.attribute("qid"), let name = e.attribute("name") { nameByQID[qid] = name } }
+        return elements.map { e in
+            let templateQID = e.attribute("template_qid")
+            let vmClass: String
+            if e.attribute("qid") == "0" { vmClass = "AdminVM" }
+            else if e.name == "QubesTemplateVm" || e.name == "QubesTemplateHVm" { vmClass = "TemplateVM" }
+            else if templateQID == nil || templateQID!.lowercased() == "none" { vmClass = "StandaloneVM" }
+            else { vmClass = "AppVM" }
+            // Exactly "True": that is what the R3 restore compares with.
+            let included = e.attribute("backup_content") == "True"
+            return VMEntry(
+                name: e.attribute("name") ?? (vmClass == "AdminVM" ? "dom0" : ""),
+                vmClass: vmClass,
+                subdir: included ? e.attribute("backup_path").map(withSlash) : nil,
+                size: e.attribute("backup_size").flatMap { Int64($0) },
+                template: vmClass == "AppVM" ? templateQID.flatMap { nameByQID[$0] } : nil,
+                label: e.attribute("label") ?? "red",
+                included: included)
+        }
+    }
+
+    static func core3(_ root: XMLElement) throws(QBError) -> [VMEntry] {
+        var colourByID: [String: String] = [:]
+        for label in root.child(named: "labels")?.children(named: "label") ?? [] {
+            if let id = label.attribute("id") { colourByID[id] = label.text }
+        }
+        guard let domains = root.child(named: "domains") else {
+            throw QBError(.malformed, "qubes.xml has no <domains>", subject: "qubes.xml")
+        }
+        return domains.children(named: "domain").map { d in
+            var properties: [String: String] = [:]
+            for p in d.child(named: "properties")?.children(named: "property") ?? [] {
+                if let n = p.attribute("name") { properties[n] = p.text }
+            }
+            var features: [String: String] = [:]
+            for f in d.child(named: "features")?.children(named: "feature") ?? [] {
+                if let n = f.attribute("name") { features[n] = f.text }
+            }
+            let vmClass = d.attribute("class") ?? "AppVM"
+            // The writer stores booleans as "1" or empty (FORMAT.md §9.2).
+            let included = !(features["backup-content"] ?? "").isEmpty
+            let label = properties["label"].map { colourByID[$0] ?? $0 }
+            return VMEntry(
+                name: properties["name"] ?? (vmClass == "AdminVM" ? "dom0" : ""),
+                vmClass: vmClass,
+                subdir: included ? features["backup-path"].map(withSlash) : nil,
+                size: features["backup-size"].flatMap { Int64($0) },
+                template: properties["template"],
+                label: label,
+                included: included)
+        }
+    }
+
+    /// Member prefixes end in a slash so that `vm5` never claims `vm50/…`.
+    /// dom0's home is stored as `dom0-home/USER.NNN`, so its prefix is the
+    /// `dom0-home/` directory, whatever user name the path carries.
+    private static func withSlash(_ path: String) -> String {
+        if path == "dom0-home" || path.hasPrefix("dom0-home/") { return "dom0-home/" }
+        return path.hasSuffix("/") ? path : path + "/"
+    }
+}

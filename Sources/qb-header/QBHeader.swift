@@ -1,0 +1,123 @@
+import ArgumentParser
+import QubesBackup
+import QubesBackupCLI
+
+@main
+struct QBHeader: QBCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "qb-header",
+        abstract: "Validate and print a Qubes backup-header, or list the VMs of a qubes.xml.",
+        discussion: """
+        Parses backup-header exactly as strictly as Qubes' restore: ASCII, key=value, \
+        Qubes' character set, no duplicate keys, version 2-4, required fields, and a \
+        compression-filter from the allow-list (gzip, bzip2, xz, lzma, pigz, pbzip2, zstd, \
+        zstdmt) — anything else is refused, never run (Qubes Security Bulletin 51).
+
+        With --verify, nothing is printed unless the header is authentic.
+
+        Steps 2-3 of the emergency restore, then "find the VM":
+          qb-header --verify backup-header.hmac --shell backup-header
+          qb-header --vms qubes.xml
+        """)
+
+    @Option(help: ArgumentHelp("Authenticate the header with this .hmac file (text or v4 scrypt envelope) first.", valueName: "hmacfile"))
+    var verify: String?
+
+    @OptionGroup var passphrase: PassphraseOptions
+
+    @Flag(help: "Print one JSON object.") var json = false
+    @Flag(help: "Print QB_KEY='value' assignments that are safe to eval.") var shell = false
+    @Option(help: ArgumentHelp("Print the value of one key.", valueName: "key")) var get: String?
+
+    @Flag(help: "Treat the input as qubes.xml and list the VMs in the backup.") var vms = false
+    @Flag(help: "With --vms, list every VM, also those not in the backup.") var all = false
+
+    @Argument(help: ArgumentHelp("backup-header (or qubes.xml with --vms); standard input when absent or -.", valueName: "file"))
+    var file: String?
+
+    func validate() throws {
+        if [json, shell, get != nil].filter({ $0 }).count > 1 { throw ValidationError("choose one of --json, --shell, --get") }
+        if vms && (shell || get != nil || verify != nil) { throw ValidationError("--vms takes only --all and --json") }
+        if all && !vms { throw ValidationError("--all goes with --vms") }
+    }
+
+    func run() throws {
+        if vms { return try listVMs() }
+        let bytes = try readAll(from: FileDescriptor.input(file), limit: BackupHeader.maximumSize, what: "backup-header")
+        var method: AuthenticationMethod?
+        if let verify {
+            let secret = try passphrase.read()
+            let expected = try readAll(from: FileDescriptor.input(verify), limit: DigestLine.maximumFileSize, what: ".hmac file")
+            method = try HeaderAuthentication.verify(header: bytes, hmacFile: expected, passphrase: secret)
+        }
+        let header = try BackupHeader(parsing: bytes)
+        if let method { try HeaderAuthentication.checkConsistency(header, method: method) }
+        else { Diagnostics.warning("backup-header is not authenticated; use --verify backup-header.hmac") }
+        for key in header.ignoredKeys { Diagnostics.warning("unknown header key '\(key)' ignored") }
+        for warning in header.warnings { Diagnostics.warning(warning) }
+
+        if let get {
+            guard BackupHeader.knownKeys.contains(get) else { throw ValidationError("unknown key '\(get)'; known: \(BackupHeader.knownKeys.joined(separator: ", "))") }
+            guard let value = header.value(of: get) else { throw QBError(.malformed, "backup-header has no \(get)", subject: file ?? "backup-header") }
+            try Output.line(value)
+        } else if shell {
+            for (key, value) in header.normalizedFields {
+                let name = "QB_" + String(key.uppercased().map { $0 == "-" ? "_" : $0 })
+                try Output.line("\(name)='\(value)'")
+            }
+            try Output.line("QB_AUTHENTICATED='\(method.map(\.description) ?? "")'")
+        } else if json {
+            var members = header.normalizedFields.map { key, value in
+                "\(jsonString(key)):" + (key == "version" || value == "true" || value == "false" ? value : jsonString(value))
+            }
+            members.append("\"authenticated\":" + (method.map { jsonString($0.description) } ?? "null"))
+            try Output.line("{" + members.joined(separator: ",") + "}")
+        } else {
+            for field in header.fields { try Output.line("\(field.key)=\(field.value)") }
+        }
+    }
+
+    func listVMs() throws {
+        let bytes = try readAll(from: FileDescriptor.input(file), limit: XMLDocument.maximumSize, what: "qubes.xml")
+        let entries = try QubesXML.parseVMs(bytes).filter { all || $0.included }
+        if json {
+            let objects = entries.map { vm in
+                "{\"name\":\(jsonString(vm.name)),\"class\":\(jsonString(vm.vmClass)),\"subdir\":\(vm.subdir.map(jsonString) ?? "null")," +
+                "\"size\":\(vm.size.map(String.init) ?? "null"),\"template\":\(vm.template.map(jsonString) ?? "null")," +
+                "\"label\":\(vm.label.map(jsonString) ?? "null"),\"included\":\(vm.included)}"
+            }
+            try Output.line("[" + objects.joined(separator: ",") + "]")
+            return
+        }
+        let rows = [["NAME", "CLASS", "SUBDIR", "SIZE", "TEMPLATE", "LABEL"]] + entries.map { vm in
+            [vm.name, vm.vmClass, vm.subdir ?? "-", vm.size.map(String.init) ?? "-", vm.template ?? "-", vm.label ?? "-"]
+        }
+        let widths = (0..<6).map { c in rows.map { $0[c].count }.max() ?? 0 }
+        for row in rows {
+            try Output.line(zip(row, widths).map { $0 + String(repeating: " ", count: $1 - $0.count) }.joined(separator: "  ").trimmingTrailingSpaces())
+        }
+    }
+}
+
+private func jsonString(_ s: String) -> String {
+    var out = "\""
+    for scalar in s.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        default:
+            if scalar.value < 0x20 { out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16) }
+            else { out.unicodeScalars.append(scalar) }
+        }
+    }
+    return out + "\""
+}
+
+extension String {
+    func trimmingTrailingSpaces() -> String {
+        var s = self
+        while s.last == " " { s.removeLast() }
+        return s
+    }
+}
