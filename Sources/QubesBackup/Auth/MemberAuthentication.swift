@@ -20,12 +20,15 @@ public enum HMACVerifier {
     /// large file is read once, with normally one HMAC running.
     public static func candidates(for expected: DigestLine, requested: DigestAlgorithm?) -> [DigestAlgorithm] {
         if let requested { return [requested] }
-        var names = DigestAlgorithm.headerSearchOrder
-        // A labelled line names its digest; try that first.
-        if let labelled = DigestAlgorithm(expected.label) { names.insert(labelled.name, at: 0) }
-        var seen: Set<String> = []
-        return names.compactMap { DigestAlgorithm($0) }
-            .filter { $0.size == expected.mac.count && seen.insert($0.label).inserted }
+        var list = DigestAlgorithm.headerSearchOrder.compactMap { DigestAlgorithm($0) }
+            .filter { $0.size == expected.mac.count }
+        // A labelled line names its digest: try it first, under the usual name.
+        if let labelled = DigestAlgorithm(expected.label), labelled.size == expected.mac.count {
+            let known = list.firstIndex { $0.label == labelled.label }
+            let first = known.map { list.remove(at: $0) } ?? labelled
+            list.insert(first, at: 0)
+        }
+        return list
     }
 
     /// Streams `source` through the candidate HMACs at once and returns the
