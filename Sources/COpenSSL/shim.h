@@ -27,3 +27,4 @@ static inline EVP_MAC_CTX *qb_hmac_new(const char *digest, const void *key, size
     }
     return ctx;
 }
+#include <openssl/sha.h>

@@ -9,6 +9,10 @@ public enum ScryptEnvelope {
     /// Decrypts the envelope with `NAME!PASS` and requires its plaintext to
     /// equal `data` byte for byte.
     public static func verifyCopy(of data: [UInt8], envelope: [UInt8], name: String, passphrase: Secret) throws(QBError) {
-        throw QBError(.unsupported, "scrypt envelopes: pending merge", subject: name)
+        let plaintext = try ScryptFile.decrypt(envelope, passphrase: passphrase.bound(to: [name]), subject: name)
+        guard constantTimeEqual(plaintext, data) else {
+            throw QBError(.authentication, "does not match its authenticated copy", subject: name,
+                          hint: QBError.wrongPassphraseOrTampered)
+        }
     }
 }

@@ -56,5 +56,5 @@ public struct QBError: Error, Sendable, CustomStringConvertible {
 }
 
 extension QBError {
-    static let wrongPassphraseOrTampered = "wrong passphrase or tampered backup"
+    public static let wrongPassphraseOrTampered = "wrong passphrase or tampered backup"
 }

@@ -46,10 +46,18 @@ public final class HMACContext: ByteSink {
     deinit { EVP_MAC_CTX_free(context) }
 
     public func write(_ bytes: RawSpan) throws(QBError) {
-        let ok = bytes.withUnsafeBytes { raw in
-            raw.count == 0 ? 1 : EVP_MAC_update(context, raw.baseAddress!.assumingMemoryBound(to: UInt8.self), raw.count)
-        }
-        if ok != 1 { throw QBError.openSSL(.io(0), "HMAC update failed") }
+        let ok = bytes.withUnsafeBytes { update($0) }
+        if !ok { throw QBError.openSSL(.io(0), "HMAC update failed") }
+    }
+
+    /// Adds bytes held in an array, without copying them.
+    public func write(_ bytes: ArraySlice<UInt8>) throws(QBError) {
+        let ok = bytes.withUnsafeBytes { update($0) }
+        if !ok { throw QBError.openSSL(.io(0), "HMAC update failed") }
+    }
+
+    private func update(_ raw: UnsafeRawBufferPointer) -> Bool {
+        raw.count == 0 || EVP_MAC_update(context, raw.baseAddress!.assumingMemoryBound(to: UInt8.self), raw.count) == 1
     }
 
     public func finish() throws(QBError) {
@@ -70,7 +78,7 @@ public final class HMACContext: ByteSink {
     /// HMAC of bytes already in memory.
     public static func mac(_ message: [UInt8], algorithm: DigestAlgorithm, key: Secret) throws(QBError) -> [UInt8] {
         let context = try HMACContext(algorithm: algorithm, key: key)
-        try context.write(message.span.bytes)
+        try context.write(message[...])
         return try context.mac()
     }
 }
