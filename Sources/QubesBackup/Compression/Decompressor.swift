@@ -86,7 +86,7 @@ public final class Decompressor: ByteSink {
         if decoder == nil {
             let what = filter.map { "\($0.format.rawValue) stream" } ?? "compressed stream"
             if head.isEmpty {
-                throw QBError(.truncated, "empty input where a \(what) was expected")
+                throw QBError(.truncated, "truncated input: empty where a \(what) was expected")
             }
             // A short input: decide what it is, as far as it goes.
             if let decided = try head.withBytes({ (h) throws(QBError) in try decide(h, atEnd: true) }) {
@@ -121,7 +121,7 @@ public final class Decompressor: ByteSink {
         if let format { return format }
         if complete || atEnd {
             if atEnd && !complete {
-                throw QBError(.truncated, "input too short to recognise a compression format")
+                throw QBError(.truncated, "truncated input: too short to recognise a compression format")
             }
             throw QBError(.unsupported, "unknown compression format",
                           hint: "no known magic bytes; name the filter, which lzma streams always need")

@@ -132,7 +132,7 @@ final class MemberDecoder<Engine: MemberEngine>: ByteSink {
                           hint: "the input ends inside a member; a chunk or the end of the backup is missing")
         }
         if membersDone == 0 {
-            throw QBError(.truncated, "empty input where a \(format.rawValue) stream was expected")
+            throw QBError(.truncated, "truncated input: empty where a \(format.rawValue) stream was expected")
         }
         if padding % 4 != 0 { throw badPadding() }
         try output.downstream.finish()
