@@ -17,7 +17,7 @@ struct QBDecompress: QBCommand {
         The stream must end exactly where its format ends: a truncated stream, trailing \
         garbage, a bad checksum, or magic bytes that do not match FILTER exit with status 3.
 
-        In the restore pipeline it sits after authentication and decryption (v4 example):
+        In the restore pipeline it sits after authentication and decryption (v3 example):
           set -o pipefail
           qb-untar --cat 'vm1/private.img.*' backup | qb-hmac ... | qb-decrypt ... \\
             | qb-decompress -f gzip | qb-untar -x -C restored
