@@ -81,6 +81,16 @@ private func feed(_ bytes: [UInt8], to sink: ByteSink, pieces: [Int]) throws(QBE
     try sink.finish()
 }
 
+/// CRC-32 (RFC 1952 §8), bit by bit: only for building test headers.
+private func crc32(_ bytes: [UInt8]) -> UInt32 {
+    var crc: UInt32 = 0xFFFF_FFFF
+    for byte in bytes {
+        crc ^= UInt32(byte)
+        for _ in 0..<8 { crc = crc & 1 == 1 ? (crc >> 1) ^ 0xEDB8_8320 : crc >> 1 }
+    }
+    return ~crc
+}
+
 /// Compresses with a real program.
 private func compress(_ data: [UInt8], _ command: [String]) throws -> [UInt8] {
     let r = try run(command[0], Array(command.dropFirst()), stdin: Data(data))
@@ -198,6 +208,34 @@ private func sampleData(_ count: Int, seed: UInt64) -> [UInt8] {
                 }
                 #expect(!sink.finished)
             }
+        }
+    }
+
+    /// gzip's optional header fields (RFC 1952 §2.3.1), which gzip itself
+    /// rarely writes: extra field, name, comment, header CRC — in one-byte
+    /// pieces so both inflaters parse them across writes.
+    @Test(arguments: Inflater.allCases)
+    func gzipOptionalHeaderFields(inflater: Inflater) throws {
+        let data = sampleData(30_000, seed: 14)
+        let plain = try compress(data, ["gzip", "-n", "-c"])
+        #expect(plain[3] == 0) // no flags: the deflate data starts at byte 10
+        let body = Array(plain[10...])
+        // XLEN 511 (0x01FF): both length bytes matter; NULs in the extra field
+        // must not be taken for the end of the name.
+        var header: [UInt8] = [0x1F, 0x8B, 0x08, 0x04 | 0x08 | 0x10 | 0x02, 1, 2, 3, 4, 0, 3, 0xFF, 0x01]
+        header += (0..<511).map { UInt8($0 & 1) } + Array("name.tar\0".utf8) + Array("a comment\0".utf8)
+        let crc = crc32(header)
+        var options = DecompressionOptions()
+        options.inflater = inflater
+        let good = header + [UInt8(crc & 0xFF), UInt8(crc >> 8 & 0xFF)] + body
+        for pieces in [[1], [1 << 20]] {
+            let sink = MemorySink()
+            try feed(good + good, to: makeDecompressor(.gzip, downstream: sink, options: options), pieces: pieces)
+            #expect(sink.bytes == data + data)
+        }
+        let badHeaderCRC = header + [UInt8(crc & 0xFF) ^ 1, UInt8(crc >> 8 & 0xFF)] + body
+        #expect(throws: QBError.self) {
+            try feed(badHeaderCRC, to: makeDecompressor(.gzip, downstream: MemorySink(), options: options), pieces: [1 << 20])
         }
     }
 
