@@ -45,6 +45,9 @@ struct QBDecompress: QBCommand {
         options.inflater = inflater
         let input = try FileDescriptor.input(file)
         let output = FileDescriptor.standardOutput()
+        if output.isTerminal {
+            throw QBError(.usage, "refusing to write decompressed data to a terminal", hint: "redirect standard output to a file or a pipe")
+        }
         let decompressor = makeDecompressor(chosen, downstream: output, options: options)
         do {
             try pump(from: input, to: decompressor)

@@ -304,6 +304,19 @@ private func isPrefix(_ out: Data, of original: Data) -> Bool {
         #expect(r.stderr.contains("--inflate must be 'isal' or 'zlib'"))
     }
 
+    /// `script` gives the tool a terminal as standard output.
+    @Test(.enabled(if: haveProgram("script")))
+    func refusesToWriteToATerminal() throws {
+        let dir = try ScratchDirectory()
+        try make("seq 1 1000 | gzip -c > data.gz", in: dir)
+        let tool = Repo.binaries.appendingPathComponent("qb-decompress").path
+        let r = try run("script", ["-qec", "'\(tool)' data.gz; echo \"status=$?\"", "/dev/null"], directory: dir.url)
+        let text = r.stdoutText.replacingOccurrences(of: "\r", with: "")
+        #expect(text.contains("qb-decompress: refusing to write decompressed data to a terminal (redirect standard output to a file or a pipe)\n"), "\(text)")
+        #expect(text.contains("status=2"))
+        #expect(!text.contains("\n1\n2\n3\n"))
+    }
+
     @Test func missingFileIsAnIOError() throws {
         let dir = try ScratchDirectory()
         let path = dir.file("absent.gz").path
