@@ -72,6 +72,9 @@ public enum CompressionFormat: String, CaseIterable, Sendable {
     /// Bytes needed to recognise the format; 0 for LZMA-alone.
     var magicLength: Int { magics.map(\.count).max() ?? 0 }
 
+    /// The most bytes any format needs to be recognised.
+    static let longestMagic = allCases.map(\.magicLength).max() ?? 0
+
     /// Compares the first bytes of a stream (a prefix of any length) with this
     /// format's magic. LZMA-alone, having none, always matches.
     func matchMagic(_ prefix: UnsafeRawBufferPointer) -> MagicMatch {

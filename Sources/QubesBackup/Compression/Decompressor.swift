@@ -65,7 +65,7 @@ public final class Decompressor: ByteSink {
                 try start(format)
             } else {
                 // Hold the first bytes until they decide; at most the longest magic.
-                let take = Swift.min(rest.count, CompressionFormat.xz.magicLength - head.count)
+                let take = Swift.min(rest.count, CompressionFormat.longestMagic - head.count)
                 head.append(contentsOf: rest.prefix(take))
                 rest = UnsafeRawBufferPointer(rebasing: rest[take...])
                 guard let format = try head.withBytes({ (h) throws(QBError) in try decide(h, atEnd: false) }) else { return }
@@ -89,10 +89,11 @@ public final class Decompressor: ByteSink {
                 throw QBError(.truncated, "truncated input: empty where a \(what) was expected")
             }
             // A short input: decide what it is, as far as it goes.
-            if let decided = try head.withBytes({ (h) throws(QBError) in try decide(h, atEnd: true) }) {
-                try start(decided)
-                try releaseHead()
+            guard let decided = try head.withBytes({ (h) throws(QBError) in try decide(h, atEnd: true) }) else {
+                throw QBError(.truncated, "truncated input: too short to recognise a compression format")
             }
+            try start(decided)
+            try releaseHead()
         }
         try decoder!.finish()
     }
@@ -110,7 +111,7 @@ public final class Decompressor: ByteSink {
                 if atEnd { throw QBError(.truncated, "truncated \(format.rawValue) stream", hint: "the input ends inside the magic bytes") }
                 return nil
             case .mismatch:
-                var hint = "the backup header names '\(filter.rawValue)'; the data may be damaged or not compressed"
+                var hint = "the data may be damaged, or not compressed with \(filter.rawValue)"
                 if let other = CompressionFormat.detect(prefix).format {
                     hint = "the data looks like \(other.rawValue); qb does not guess, name the right filter"
                 }
