@@ -239,6 +239,27 @@ private func sampleData(_ count: Int, seed: UInt64) -> [UInt8] {
         }
     }
 
+    @Test(arguments: cases)
+    func outputLimitIsEnforced(c: Case) throws {
+        let data = sampleData(50_000, seed: 15)
+        let full = try compress(data, c.command)
+        var options = DecompressionOptions()
+        options.inflater = c.inflater
+        options.outputLimit = UInt64(data.count)
+        let exact = MemorySink()
+        try feed(full, to: makeDecompressor(c.filter, downstream: exact, options: options), pieces: [1 << 20])
+        #expect(exact.bytes == data)
+        options.outputLimit = UInt64(data.count - 1)
+        let short = MemorySink()
+        do {
+            try feed(full, to: makeDecompressor(c.filter, downstream: short, options: options), pieces: [1 << 20])
+            Issue.record("more output than the limit accepted")
+        } catch {
+            #expect(error.kind == .limitExceeded)
+        }
+        #expect(short.bytes.count < data.count)
+    }
+
     @Test func xzStreamPaddingIsAcceptedOnlyInFours() throws {
         let a = sampleData(9_000, seed: 6), b = sampleData(3_000, seed: 7)
         let ca = try compress(a, ["xz", "-c"]), cb = try compress(b, ["xz", "-c"])

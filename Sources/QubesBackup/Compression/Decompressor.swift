@@ -16,6 +16,10 @@ public struct DecompressionOptions: Sendable {
     /// Largest zstd window accepted, as a power of two: 2^27 = 128 MiB,
     /// zstd's own default limit (larger windows need `zstd --long`).
     public var zstdWindowLogMax: Int32 = 27
+    /// Most decompressed bytes passed downstream; more is `.limitExceeded`.
+    /// For outputs whose size is known or small by nature (`qubes.xml`,
+    /// a volume of known size), so a small bomb cannot fill a disk.
+    public var outputLimit: UInt64 = .max
 
     public init() {}
 }
@@ -29,7 +33,8 @@ public struct DecompressionOptions: Sendable {
 /// Errors: magic bytes that do not match the named filter → `.malformed`;
 /// unknown magic under `auto` → `.unsupported`; input ending early →
 /// `.truncated`; corrupt data, bad checksums, trailing garbage → `.malformed`;
-/// a stream needing more memory than `options` allow → `.limitExceeded`.
+/// a stream needing more memory, or producing more output, than `options`
+/// allow → `.limitExceeded`.
 public func makeDecompressor(_ filter: CompressionFilter?, downstream: ByteSink,
                              options: DecompressionOptions = DecompressionOptions()) -> ByteSink {
     Decompressor(filter: filter, downstream: downstream, options: options)
@@ -139,16 +144,17 @@ public final class Decompressor: ByteSink {
 /// The decoder of one format, without any magic-byte policy of its own
 /// beyond what each format checks for its later members.
 func makeFormatDecoder(_ format: CompressionFormat, downstream: ByteSink, options: DecompressionOptions) throws(QBError) -> ByteSink {
+    let output = DecodedOutput(downstream: downstream, limit: options.outputLimit)
     switch format {
     case .gzip:
         switch options.inflater {
-        case .isal: return MemberDecoder(format: .gzip, engine: try IsalGzipEngine(), downstream: downstream)
-        case .zlib: return MemberDecoder(format: .gzip, engine: try ZlibGzipEngine(), downstream: downstream)
+        case .isal: return MemberDecoder(format: .gzip, engine: try IsalGzipEngine(), output: output)
+        case .zlib: return MemberDecoder(format: .gzip, engine: try ZlibGzipEngine(), output: output)
         }
-    case .bzip2: return MemberDecoder(format: .bzip2, engine: try Bzip2Engine(), downstream: downstream)
-    case .xz: return MemberDecoder(format: .xz, engine: try XzEngine(memoryLimit: options.lzmaMemoryLimit), downstream: downstream)
-    case .lzma: return try LzmaAloneDecoder(memoryLimit: options.lzmaMemoryLimit, downstream: downstream)
-    case .zstd: return try ZstdDecoder(windowLogMax: options.zstdWindowLogMax, downstream: downstream)
+    case .bzip2: return MemberDecoder(format: .bzip2, engine: try Bzip2Engine(), output: output)
+    case .xz: return MemberDecoder(format: .xz, engine: try XzEngine(memoryLimit: options.lzmaMemoryLimit), output: output)
+    case .lzma: return try LzmaAloneDecoder(memoryLimit: options.lzmaMemoryLimit, output: output)
+    case .zstd: return try ZstdDecoder(windowLogMax: options.zstdWindowLogMax, output: output)
     }
 }
 
@@ -158,14 +164,23 @@ func makeFormatDecoder(_ format: CompressionFormat, downstream: ByteSink, option
 final class DecodedOutput {
     private let block = IOBuffer()
     let downstream: ByteSink
+    private let limit: UInt64
+    private var total: UInt64 = 0
 
-    init(downstream: ByteSink) { self.downstream = downstream }
+    init(downstream: ByteSink, limit: UInt64 = .max) {
+        self.downstream = downstream
+        self.limit = limit
+    }
 
     /// Lets `body` fill the empty block, passes on what it produced, and
     /// reports whether the block was filled up (the library may hold more).
     func fill(_ body: (UnsafeMutableRawBufferPointer) throws(QBError) -> Int) throws(QBError) -> Bool {
         block.clear()
         let produced = try block.fillFreeSpace(body)
+        total += UInt64(produced)
+        if total > limit {
+            throw QBError(.limitExceeded, "decompressed data is larger than \(limit) bytes", hint: "refused: more than the expected size")
+        }
         if produced > 0 {
             try block.withReadable { (bytes) throws(QBError) in try downstream.write(bytes) }
         }

@@ -58,9 +58,9 @@ final class LzmaAloneDecoder: ByteSink {
     /// The end marker (or the declared size) was reached.
     private var ended = false
 
-    init(memoryLimit: UInt64, downstream: ByteSink) throws(QBError) {
+    init(memoryLimit: UInt64, output: DecodedOutput) throws(QBError) {
         self.memoryLimit = memoryLimit
-        self.output = DecodedOutput(downstream: downstream)
+        self.output = output
         stream = .allocate(capacity: 1)
         stream.initialize(to: lzma_stream())
         let ret = lzma_alone_decoder(stream, memoryLimit)

@@ -28,10 +28,10 @@ final class MemberDecoder<Engine: MemberEngine>: ByteSink {
     /// xz stream padding seen since the last stream.
     private var padding = 0
 
-    init(format: CompressionFormat, engine: Engine, downstream: ByteSink) {
+    init(format: CompressionFormat, engine: Engine, output: DecodedOutput) {
         self.format = format
         self.engine = engine
-        self.output = DecodedOutput(downstream: downstream)
+        self.output = output
     }
 
     func write(_ bytes: RawSpan) throws(QBError) {

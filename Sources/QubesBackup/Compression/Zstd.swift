@@ -11,11 +11,11 @@ final class ZstdDecoder: ByteSink {
     /// (libzstd returned 0): the only place the input may end.
     private var atFrameEnd = false
 
-    init(windowLogMax: Int32, downstream: ByteSink) throws(QBError) {
+    init(windowLogMax: Int32, output: DecodedOutput) throws(QBError) {
         guard let context = ZSTD_createDCtx() else { throw QBError(.io(12), "libzstd: out of memory") }
         self.context = context
         self.windowLogMax = windowLogMax
-        self.output = DecodedOutput(downstream: downstream)
+        self.output = output
         let ret = ZSTD_DCtx_setParameter(context, ZSTD_d_windowLogMax, windowLogMax)
         if ZSTD_isError(ret) != 0 {
             ZSTD_freeDCtx(context)
