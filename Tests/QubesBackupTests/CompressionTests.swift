@@ -239,6 +239,32 @@ private func sampleData(_ count: Int, seed: UInt64) -> [UInt8] {
         }
     }
 
+    /// Every single-bit flip, at every position of a small stream, is either
+    /// refused or harmless (fields no check covers, such as gzip's MTIME) —
+    /// never silently different output. LZMA-alone has no check to rely on.
+    @Test(arguments: cases.filter { $0.filter != .lzma })
+    func everyBitFlipIsCaughtOrHarmless(c: Case) throws {
+        let data = sampleData(3_000, seed: 16)
+        let full = try compress(data, c.command)
+        var options = DecompressionOptions()
+        options.inflater = c.inflater
+        var refused = 0
+        for position in full.indices {
+            for bit in [0x01, 0x10, 0x80] as [UInt8] {
+                var bad = full
+                bad[position] ^= bit
+                let sink = MemorySink()
+                do {
+                    try feed(bad, to: makeDecompressor(c.filter, downstream: sink, options: options), pieces: [1 << 20])
+                    #expect(sink.bytes == data, "flip \(bit) at \(position) of \(full.count) changed the output silently")
+                } catch {
+                    refused += 1
+                }
+            }
+        }
+        #expect(refused > full.count * 2) // most flips must be caught
+    }
+
     @Test(arguments: cases)
     func outputLimitIsEnforced(c: Case) throws {
         let data = sampleData(50_000, seed: 15)
