@@ -29,7 +29,7 @@ struct QBDecompress: QBCommand {
     var filter: String = "auto"
 
     @Option(name: .customLong("inflate"),
-            help: ArgumentHelp("gzip decoder: 'isal' (fast, default) or 'zlib' (reference).", valueName: "ENGINE"))
+            help: ArgumentHelp("gzip decoder: 'isal' (fast) or 'zlib' (reference).", valueName: "ENGINE"))
     var inflate: String = Inflater.isal.rawValue
 
     @Argument(help: ArgumentHelp("Compressed input; '-' or none for standard input.", valueName: "FILE"))
