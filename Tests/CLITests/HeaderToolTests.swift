@@ -28,6 +28,51 @@ import QBTestSupport
         }
     }
 
+    @Test func validV4HeadersVerifyThroughTheirScryptCopy() throws {
+        for fixture in try Manifest.load().fixtures where fixture.valid && fixture.version == 4 {
+            let dir = try header(of: fixture.file)
+            let r = try run("qb-header", ["--verify", "backup-header.hmac", "--passphrase", "env:P", "--get", "backup-id", "backup-header"],
+                            environment: ["P": fixture.passphrase!], directory: dir.url)
+            #expect(r.status == 0, "\(fixture.file): \(r.stderr)")
+            #expect(r.stdoutText == fixture.backup_id! + "\n")
+            let hmac = try run("qb-hmac", ["--verify", "backup-header.hmac", "--passphrase", "env:P", "backup-header"],
+                               environment: ["P": fixture.passphrase!], directory: dir.url)
+            #expect(hmac.stdoutText == "backup-header: OK\n")
+            // The scrypt copy is bound to the name backup-header.
+            try FileManager.default.copyItem(at: dir.file("backup-header"), to: dir.file("other-name"))
+            let renamed = try run("qb-hmac", ["--verify", "backup-header.hmac", "--passphrase", "env:P", "other-name"],
+                                  environment: ["P": fixture.passphrase!], directory: dir.url)
+            #expect(renamed.status == 1)
+            #expect(renamed.stdoutText == "other-name: FAILED\n")
+        }
+    }
+
+    @Test func v4WrongPassphraseAndTamperedHeader() throws {
+        let dir = try header(of: "v4-gzip.qubes")
+        let wrong = try run("qb-header", ["--verify", "backup-header.hmac", "--passphrase", "env:P", "backup-header"],
+                            environment: ["P": "qubesx"], directory: dir.url)
+        #expect(wrong.status == 1)
+        #expect(wrong.stdout.isEmpty)
+        #expect(wrong.stderr == "qb-header: backup-header: the passphrase does not open the scrypt envelope (wrong passphrase or tampered backup)\n")
+        var text = try String(contentsOf: dir.file("backup-header"), encoding: .utf8)
+        text = text.replacingOccurrences(of: "compression-filter=gzip", with: "compression-filter=xz")
+        try Data(text.utf8).write(to: dir.file("backup-header"))
+        let tampered = try run("qb-header", ["--verify", "backup-header.hmac", "--passphrase", "env:P", "backup-header"],
+                               environment: ["P": "qubes"], directory: dir.url)
+        #expect(tampered.status == 1)
+        #expect(tampered.stdout.isEmpty)
+        #expect(tampered.stderr == "qb-header: backup-header: does not match its authenticated copy (wrong passphrase or tampered backup)\n")
+        // A hostile scrypt copy asking for absurd work is refused before any allocation.
+        var envelope = [UInt8](try Data(contentsOf: dir.file("backup-header.hmac")))
+        envelope[7] = 40
+        try Data(envelope).write(to: dir.file("backup-header.hmac"))
+        let costly = try run("qb-header", ["--verify", "backup-header.hmac", "--passphrase", "env:P", "backup-header"],
+                             environment: ["P": "qubes"], directory: dir.url)
+        #expect(costly.status == 3)
+        #expect(costly.stdout.isEmpty)
+        #expect(costly.stderr.contains("scrypt header checksum does not match"))
+    }
+
     @Test func shellOutputIsSafeToEval() throws {
         let dir = try header(of: "v3-aes-gzip.qubes")
         let r = try shell("""
@@ -68,7 +113,7 @@ import QBTestSupport
                         environment: ["P": "qubes"], directory: dir.url)
         #expect(r.status == 3)
         #expect(r.stdout.isEmpty)
-        #expect(r.stderr == "qb-header: backup-header: compression filter 'sh -c id' is refused (not one of gzip, bzip2, xz, lzma, pigz, pbzip2, zstd, zstdmt; qb never runs a program named by a backup (Qubes Security Bulletin 51))\n")
+        #expect(r.stderr == "qb-header: backup-header: compression filter 'sh -c id' is refused (Qubes Security Bulletin 51: qb never runs a program named by a backup; allowed: gzip, pigz, bzip2, pbzip2, xz, lzma, zstd, zstdmt)\n")
     }
 
     @Test func duplicateKeyIsRefused() throws {

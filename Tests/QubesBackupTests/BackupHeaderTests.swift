@@ -12,12 +12,12 @@ private func parse(_ text: String) throws(QBError) -> BackupHeader {
 
     @Test func parsesWhatQubesWrites() throws {
         let h4 = try parse(Self.r4)
-        #expect(h4.version == 4 && h4.compressionFilter == "gzip" && h4.backupID == "20230405T123455-1234" && h4.warnings.isEmpty)
+        #expect(h4.version == 4 && h4.compressionFilter == .gzip && h4.backupID == "20230405T123455-1234" && h4.warnings.isEmpty)
         let h3 = try parse(Self.r3)
         #expect(h3.version == 3 && h3.encrypted && h3.cryptoAlgorithm == "aes-256-cbc" && h3.hmacAlgorithm == "SHA512")
         // R2 headers have no version line and no filter: v2, gzip.
         let h2 = try parse("hmac-algorithm=SHA1\ncrypto-algorithm=aes-256-cbc\nencrypted=True\ncompressed=True\n")
-        #expect(h2.version == 2 && h2.compressionFilter == "gzip")
+        #expect(h2.version == 2 && h2.compressionFilter == .gzip)
         // R4 without compression still writes a filter; it must still be allowed.
         let off = try parse(Self.r4.replacingFirst("compressed=True", "compressed=False"))
         #expect(!off.compressed && off.compressionFilter == nil)
