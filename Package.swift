@@ -16,8 +16,6 @@ let package = Package(
         .library(name: "QubesBackup", targets: ["QubesBackup"]),
         .executable(name: "qb-hmac", targets: ["qb-hmac"]),
         .executable(name: "qb-header", targets: ["qb-header"]),
-        .executable(name: "qb-untar", targets: ["qb-untar"]),
-        .executable(name: "qb-decrypt", targets: ["qb-decrypt"]),
         .executable(name: "qb-decompress", targets: ["qb-decompress"]),
     ],
     dependencies: [
@@ -45,8 +43,6 @@ let package = Package(
         ),
         .executableTarget(name: "qb-hmac", dependencies: toolDependencies),
         .executableTarget(name: "qb-header", dependencies: toolDependencies),
-        .executableTarget(name: "qb-untar", dependencies: toolDependencies),
-        .executableTarget(name: "qb-decrypt", dependencies: toolDependencies),
         .executableTarget(name: "qb-decompress", dependencies: toolDependencies),
         // Shared by the test targets: running the built tools, finding the
         // fixtures, making scratch directories.
@@ -58,7 +54,7 @@ let package = Package(
         // Runs the built executables; depending on them makes `swift test` build them.
         .testTarget(
             name: "CLITests",
-            dependencies: ["QBTestSupport", "qb-hmac", "qb-header", "qb-untar", "qb-decrypt", "qb-decompress"]
+            dependencies: ["QBTestSupport", "qb-hmac", "qb-header", "qb-decompress"]
         ),
     ]
 )
