@@ -9,7 +9,7 @@ PREFIX   ?= /usr/local
 DESTDIR  ?=
 BINDIR    = $(DESTDIR)$(PREFIX)/bin
 MANDIR    = $(DESTDIR)$(PREFIX)/share/man
-TOOLS     = qb-hmac qb-header qb-decompress
+TOOLS     = qb-hmac qb-header qb-decompress qb-decrypt
 MANPAGES  = $(wildcard man/*.1 man/*.5 man/*.7)
 
 # Build libraries, plus the real programs the interop tests and the

@@ -47,3 +47,15 @@ public enum Output {
         try out.write(bytes.span.bytes)
     }
 }
+
+extension Output {
+    /// Standard output for binary data; a terminal is refused (age's rule),
+    /// since plaintext or image bytes there help nobody.
+    public static func binary(what: String) throws -> FileDescriptor {
+        let out = FileDescriptor.standardOutput()
+        if out.isTerminal {
+            throw QBError(.usage, "refusing to write \(what) to a terminal", hint: "redirect standard output to a file or a pipe")
+        }
+        return out
+    }
+}

@@ -44,10 +44,7 @@ struct QBDecompress: QBCommand {
         var options = DecompressionOptions()
         options.inflater = inflater
         let input = try FileDescriptor.input(file)
-        let output = FileDescriptor.standardOutput()
-        if output.isTerminal {
-            throw QBError(.usage, "refusing to write decompressed data to a terminal", hint: "redirect standard output to a file or a pipe")
-        }
+        let output = try Output.binary(what: "decompressed data")
         let decompressor = makeDecompressor(chosen, downstream: output, options: options)
         do {
             try pump(from: input, to: decompressor)

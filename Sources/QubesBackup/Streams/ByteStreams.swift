@@ -86,3 +86,4 @@ public final class MemorySource: ByteSource {
         return n
     }
 }
+

@@ -57,13 +57,28 @@ public final class FileDescriptor: ByteSource, ByteSink {
     }
 
     public func write(_ bytes: RawSpan) throws(QBError) {
-        let name = self.name, fd = rawValue
-        try bytes.withUnsafeBytes { (raw) throws(QBError) in
-            var done = 0
-            while done < raw.count {
-                done += try systemCall("write error", name) { Glibc.write(fd, raw.baseAddress! + done, raw.count - done) }
+        let failure = bytes.withUnsafeBytes { writeAll($0) }
+        if failure != 0 { throw QBError(.io(failure), "write error: \(String(cString: strerror(failure)))", subject: name) }
+    }
+
+    /// Writes bytes held in an array.
+    public func write(_ bytes: ArraySlice<UInt8>) throws(QBError) {
+        let failure = bytes.withUnsafeBytes { writeAll($0) }
+        if failure != 0 { throw QBError(.io(failure), "write error: \(String(cString: strerror(failure)))", subject: name) }
+    }
+
+    /// Completes short writes and retries EINTR; returns 0 or the errno.
+    private func writeAll(_ raw: UnsafeRawBufferPointer) -> Int32 {
+        var done = 0
+        while done < raw.count {
+            let n = Glibc.write(rawValue, raw.baseAddress! + done, raw.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return errno
             }
+            done += n
         }
+        return 0
     }
 
     public func finish() throws(QBError) {}

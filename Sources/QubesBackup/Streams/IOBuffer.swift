@@ -71,6 +71,15 @@ public final class IOBuffer {
         return n
     }
 
+    /// For C-call wrappers whose failure is a return code: `body` returns the
+    /// number of bytes it produced, or nil on failure (nothing is committed).
+    package func fillFreeSpace(reporting body: (UnsafeMutableRawBufferPointer) -> Int?) -> Bool {
+        guard let n = body(UnsafeMutableRawBufferPointer(rebasing: storage[end...])) else { return false }
+        precondition(n >= 0 && n <= storage.count - end)
+        end += n
+        return true
+    }
+
     /// For C-call wrappers: lends the unread bytes as a pointer and consumes
     /// as many as `body` reports.
     package func drainReadable(_ body: (UnsafeRawBufferPointer) throws(QBError) -> Int) throws(QBError) -> Int {

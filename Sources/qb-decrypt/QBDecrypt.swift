@@ -1,0 +1,75 @@
+import ArgumentParser
+import QubesBackup
+import QubesBackupCLI
+
+@main
+struct QBDecrypt: QBCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "qb-decrypt",
+        abstract: "Decrypt openssl enc streams (Qubes backup v2/v3) and scrypt envelopes (v4).",
+        discussion: """
+        Default: an `openssl enc` stream — Salted__, salt, ciphertext — with the key derived \
+        by EVP_BytesToKey and MD5, as every Qubes R2/R3 backup was written (OpenSSL 3's \
+        `enc` needs `-md MD5` for these; qb-decrypt does not). Output is byte-identical \
+        to `openssl enc -d`; bad padding at the end is an error, never shortened output.
+
+        With --scrypt: one scrypt envelope. The passphrase used is ID!NAME!PASS with \
+        --backup-id and --name, NAME!PASS with --name only, PASS with neither. The whole \
+        envelope is authenticated before a single byte is written (unlike `scrypt dec`).
+
+        Step 5 of the v3 procedure, once the chunks are authenticated:
+          cat vm3/private.img.0?? | qb-decrypt --passphrase env:P | qb-decompress -f gzip | tar -x
+        A v4 chunk:
+          qb-decrypt --scrypt --backup-id "$QB_BACKUP_ID" --name vm3/private.img.000 \\
+              --passphrase env:P vm3/private.img.000.enc
+        """)
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("openssl enc cipher (the header's crypto-algorithm).", valueName: "cipher"))
+    var cipher = "aes-256-cbc"
+
+    @Option(name: .customLong("md"), help: ArgumentHelp("Key-derivation digest: md5 for Qubes backups; sha256 for files from OpenSSL 1.1 or later defaults.", valueName: "digest"))
+    var digest = "md5"
+
+    @Flag(help: "Decrypt one scrypt envelope (v4 chunks and backup-header.hmac).")
+    var scrypt = false
+
+    @Option(help: ArgumentHelp("With --scrypt: the member name bound into the passphrase (vm3/private.img.000, backup-header).", valueName: "name"))
+    var name: String?
+
+    @Option(help: ArgumentHelp("With --scrypt: the backup-id bound into the passphrase (from qb-header --get backup-id).", valueName: "id"))
+    var backupId: String?
+
+    @Option(help: ArgumentHelp("With --scrypt: largest scrypt memory (128·r·N) to accept, in bytes; the default 2 GiB covers Qubes' parameters.", valueName: "bytes"))
+    var maxMemory = ScryptLimits.default.maximumMemory
+
+    @Option(help: ArgumentHelp("With --scrypt: largest envelope to hold in memory while it is authenticated, in bytes.", valueName: "bytes"))
+    var maxSize = 1 << 30
+
+    @OptionGroup var passphrase: PassphraseOptions
+
+    @Argument(help: ArgumentHelp("Encrypted input; standard input when absent or -.", valueName: "file"))
+    var file: String?
+
+    func validate() throws {
+        if !scrypt && (name != nil || backupId != nil) { throw ValidationError("--name and --backup-id go with --scrypt") }
+        if backupId != nil && name == nil { throw ValidationError("--backup-id needs --name") }
+    }
+
+    func run() throws {
+        let input = try FileDescriptor.input(file)
+        let output = try Output.binary(what: "decrypted data")
+        let secret = try passphrase.read()
+        if scrypt {
+            let envelope = try readAll(from: input, limit: maxSize, what: "scrypt envelope")
+            let bound = secret.bound(to: [backupId, name].compactMap { $0 })
+            let plaintext = try ScryptFile.decrypt(envelope, passphrase: bound,
+                                                   limits: ScryptLimits(maximumMemory: maxMemory), subject: name ?? input.name,
+                                                   wrongKeyHint: backupId == nil ? QBError.wrongPassphraseOrTampered
+                                                       : "wrong passphrase, or the chunk was renamed or comes from another backup")
+            try output.write(plaintext[...])
+            return
+        }
+        let decryptor = try OpenSSLEncDecryptor(cipher: cipher, digest: digest, passphrase: secret, downstream: output)
+        do { try pump(from: input, to: decryptor) } catch { throw error.about(input.name) }
+    }
+}
