@@ -17,7 +17,7 @@ MANPAGES  = $(wildcard man/*.1 man/*.5 man/*.7)
 PACKAGES  = libssl-dev zlib1g-dev libbz2-dev liblzma-dev libzstd-dev libisal-dev \
             openssl scrypt mandoc tar gzip pigz bzip2 pbzip2 xz-utils zstd libarchive-tools pkg-config
 
-.PHONY: all deps build check test lint-man demo install uninstall clean bench
+.PHONY: all deps build check check-fresh test lint-man demo install uninstall clean bench
 
 all:
 	$(SWIFT) build -c release
@@ -66,3 +66,7 @@ uninstall:
 clean:
 	$(SWIFT) package clean
 	rm -rf .build bench-results
+
+# What CI does: a fresh clone of HEAD, then `make check` there.
+check-fresh:
+	dir=$$(mktemp -d) && git clone -q . "$$dir/qb" && $(MAKE) -C "$$dir/qb" check && rm -rf "$$dir"
