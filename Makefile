@@ -9,7 +9,7 @@ PREFIX   ?= /usr/local
 DESTDIR  ?=
 BINDIR    = $(DESTDIR)$(PREFIX)/bin
 MANDIR    = $(DESTDIR)$(PREFIX)/share/man
-TOOLS     = qb-hmac qb-header qb-decompress qb-decrypt
+TOOLS     = qb-untar qb-hmac qb-decrypt qb-decompress qb-header
 MANPAGES  = $(wildcard man/*.1 man/*.5 man/*.7)
 
 # Build libraries, plus the real programs the interop tests and the

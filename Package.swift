@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "qb-header", targets: ["qb-header"]),
         .executable(name: "qb-decompress", targets: ["qb-decompress"]),
         .executable(name: "qb-decrypt", targets: ["qb-decrypt"]),
+        .executable(name: "qb-untar", targets: ["qb-untar"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -46,6 +47,7 @@ let package = Package(
         .executableTarget(name: "qb-header", dependencies: toolDependencies),
         .executableTarget(name: "qb-decompress", dependencies: toolDependencies),
         .executableTarget(name: "qb-decrypt", dependencies: toolDependencies),
+        .executableTarget(name: "qb-untar", dependencies: toolDependencies),
         // Shared by the test targets: running the built tools, finding the
         // fixtures, making scratch directories.
         .target(name: "QBTestSupport", path: "Tests/Support"),
@@ -56,7 +58,7 @@ let package = Package(
         // Runs the built executables; depending on them makes `swift test` build them.
         .testTarget(
             name: "CLITests",
-            dependencies: ["QBTestSupport", "qb-hmac", "qb-header", "qb-decompress", "qb-decrypt"]
+            dependencies: ["QBTestSupport", "qb-hmac", "qb-header", "qb-decompress", "qb-decrypt", "qb-untar"]
         ),
     ]
 )

@@ -1,0 +1,303 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Extracts members into one target directory, confined to it.
+///
+/// - Names must be relative without `..` (`MemberPath`); otherwise `.unsafe`.
+/// - Every directory on the way is opened with `openat(…, O_NOFOLLOW |
+///   O_DIRECTORY)` relative to the previous one, starting at the target's
+///   descriptor, so a symbolic link — planted by an earlier member or
+///   already in the target — can never redirect a write (`.unsafe`).
+/// - Symbolic links are created as stored and never followed; hard-link
+///   targets must name a member inside the target (same rules).
+/// - A regular file is written under a temporary name (`.qb-tmp-…`) in its
+///   directory and renamed only after all its data was read; on any error the
+///   temporary file is removed. Sparse files get their holes by seeking and a
+///   final `ftruncate` to the logical size.
+/// - No ownership change unless asked; setuid/setgid/sticky dropped unless
+///   asked. Devices and FIFOs are not created: a warning is returned.
+public final class TarExtractor {
+    public struct Options: Sendable {
+        /// Keep setuid, setgid and sticky bits.
+        public var keepSpecialBits: Bool
+        /// chown to the stored uid/gid.
+        public var preserveOwnership: Bool
+        /// Set the stored modification times.
+        public var setModificationTimes: Bool
+
+        public init(keepSpecialBits: Bool = false, preserveOwnership: Bool = false, setModificationTimes: Bool = true) {
+            self.keepSpecialBits = keepSpecialBits
+            self.preserveOwnership = preserveOwnership
+            self.setModificationTimes = setModificationTimes
+        }
+    }
+
+    private let root: Int32
+    private let rootPath: String
+    private let options: Options
+    /// Directory modes and times are applied at the end, since creating
+    /// entries inside a directory changes its mtime (and a read-only mode
+    /// would stop the extraction).
+    private var directoryFixups: [(path: MemberPath, mode: UInt32, mtime: Int64)] = []
+
+    /// Opens the target directory, which must exist.
+    public init(targetDirectory: String, options: Options = Options()) throws(QBError) {
+        let fd = try systemCall("cannot open target directory", targetDirectory) {
+            Int(open(targetDirectory, O_RDONLY | O_DIRECTORY | O_CLOEXEC))
+        }
+        root = Int32(fd)
+        rootPath = targetDirectory
+        self.options = options
+    }
+
+    deinit { close(root) }
+
+    /// Extracts the reader's current member (`entry`, just returned by
+    /// `next()`), reading its data. Returns warnings about things not
+    /// restored (devices, FIFOs, unknown types). Throws `.unsafe` for a
+    /// member that would write outside the target; nothing is created for it.
+    @discardableResult
+    public func extract(_ entry: TarEntry, from reader: TarReader) throws(QBError) -> [String] {
+        let path = try MemberPath(entry.path)
+        let name = entry.name
+        if path.components.isEmpty {
+            // `./` — the target itself; nothing to create.
+            return []
+        }
+        switch entry.kind {
+        case .directory:
+            let parent = try openParent(path, create: true, member: name)
+            defer { close(parent) }
+            let last = cString(path.components.last!)
+            if mkdirat(parent, last, 0o700) != 0 {
+                let code = errno
+                guard code == EEXIST else { throw ioError(code, "cannot create directory", name) }
+                guard try kindAt(parent, last) == S_IFDIR else {
+                    throw QBError(.unsafe, "refusing to replace an existing non-directory with a directory", subject: name,
+                                  hint: "a symbolic link or file is in the way")
+                }
+            }
+            directoryFixups.append((path, maskedMode(entry.mode), entry.modificationTime))
+            return []
+        case .regular:
+            try writeRegular(entry, path: path, reader: reader)
+            return []
+        case .symbolicLink:
+            guard !entry.linkTarget.isEmpty else { throw QBError(.malformed, "symbolic link with an empty target", subject: name) }
+            let parent = try openParent(path, create: true, member: name)
+            defer { close(parent) }
+            try placeAtomically(parent: parent, name: path.components.last!, member: name) { (tmp: [CChar]) throws(QBError) in
+                let target = cString(entry.linkTarget)
+                try systemCall("cannot create symbolic link", name) { Int(symlinkat(target, parent, tmp)) }
+                if options.setModificationTimes { setTimes(parent, tmp, entry.modificationTime) }
+            }
+            return []
+        case .hardLink:
+            let targetPath: MemberPath
+            do {
+                targetPath = try MemberPath(entry.linkTarget, what: "hard link target")
+            } catch {
+                throw QBError(.unsafe, "refusing hard link to a target outside the extraction directory", subject: name,
+                              hint: "link target \(entry.linkName)")
+            }
+            guard !targetPath.components.isEmpty else {
+                throw QBError(.unsafe, "refusing hard link to the extraction directory", subject: name)
+            }
+            let targetParent = try openParent(targetPath, create: false, member: name)
+            defer { close(targetParent) }
+            let targetLast = cString(targetPath.components.last!)
+            guard try kindAt(targetParent, targetLast) != nil else {
+                throw QBError(.malformed, "hard link to a member not extracted", subject: name, hint: "link target \(entry.linkName)")
+            }
+            let parent = try openParent(path, create: true, member: name)
+            defer { close(parent) }
+            try placeAtomically(parent: parent, name: path.components.last!, member: name) { (tmp: [CChar]) throws(QBError) in
+                // linkat without AT_SYMLINK_FOLLOW links a symlink itself, never its target.
+                try systemCall("cannot create hard link", name) { Int(linkat(targetParent, targetLast, parent, tmp, 0)) }
+            }
+            return []
+        case .characterDevice, .blockDevice:
+            return ["\(name): device not created"]
+        case .fifo:
+            return ["\(name): FIFO not created"]
+        case .other(let type):
+            return ["\(name): unknown member type '\(Character(Unicode.Scalar(type)))' skipped"]
+        }
+    }
+
+    /// Applies the deferred directory modes and times. Call once after the
+    /// last member.
+    public func finish() throws(QBError) {
+        for fix in directoryFixups.reversed() {
+            let fd = try openDirectory(fix.path.components, create: false, member: fix.path.string)
+            defer { close(fd) }
+            fchmod(fd, mode_t(fix.mode))
+            if options.setModificationTimes {
+                var times = [timespec(tv_sec: Int(fix.mtime), tv_nsec: 0), timespec(tv_sec: Int(fix.mtime), tv_nsec: 0)]
+                futimens(fd, &times)
+            }
+        }
+        directoryFixups = []
+    }
+
+    // MARK: - Regular files
+
+    private func writeRegular(_ entry: TarEntry, path: MemberPath, reader: TarReader) throws(QBError) {
+        let name = entry.name
+        let parent = try openParent(path, create: true, member: name)
+        defer { close(parent) }
+        let finalName = cString(path.components.last!)
+        if let kind = try kindAt(parent, finalName), kind == S_IFDIR {
+            throw QBError(.unsafe, "refusing to replace a directory with a file", subject: name)
+        }
+        let (fd, tmp) = try createTemporary(in: parent, member: name)
+        var ok = false
+        defer {
+            if !ok {
+                close(fd)
+                unlinkat(parent, tmp, 0)
+            }
+        }
+        while try reader.readFragment({ (offset: Int64, bytes: RawSpan) throws(QBError) in
+            try bytes.withUnsafeBytes { (raw) throws(QBError) in
+                var done = 0
+                while done < raw.count {
+                    done += try systemCall("write error", name) {
+                        pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(offset) + off_t(done))
+                    }
+                }
+            }
+        }) {}
+        // Holes at the end: only the size says where the file ends.
+        try systemCall("cannot set file size", name) { Int(ftruncate(fd, off_t(entry.size))) }
+        if options.preserveOwnership {
+            try systemCall("cannot change owner", name) { Int(fchown(fd, uid_t(truncatingIfNeeded: entry.uid), gid_t(truncatingIfNeeded: entry.gid))) }
+        }
+        try systemCall("cannot set mode", name) { Int(fchmod(fd, mode_t(maskedMode(entry.mode)))) }
+        if options.setModificationTimes {
+            var times = [timespec(tv_sec: Int(entry.modificationTime), tv_nsec: 0), timespec(tv_sec: Int(entry.modificationTime), tv_nsec: 0)]
+            try systemCall("cannot set times", name) { Int(futimens(fd, &times)) }
+        }
+        let closed = close(fd)
+        if closed != 0 {
+            let code = errno
+            unlinkat(parent, tmp, 0)
+            ok = true
+            throw ioError(code, "write error", name)
+        }
+        ok = true
+        if renameat(parent, tmp, parent, finalName) != 0 {
+            let code = errno
+            unlinkat(parent, tmp, 0)
+            throw ioError(code, "cannot rename into place", name)
+        }
+    }
+
+    private func createTemporary(in parent: Int32, member: String) throws(QBError) -> (Int32, [CChar]) {
+        for _ in 0..<16 {
+            let tmp = cString(Array(".qb-tmp-\(String(UInt64.random(in: 0...UInt64.max), radix: 36))".utf8))
+            let fd = openat(parent, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            if fd >= 0 { return (fd, tmp) }
+            let code = errno
+            if code == EEXIST || code == EINTR { continue }
+            throw ioError(code, "cannot create file", member)
+        }
+        throw ioError(EEXIST, "cannot create temporary file", member)
+    }
+
+    /// Creates something under a temporary name with `make`, then renames it
+    /// over `name` (replacing a file or link there, never following it).
+    private func placeAtomically(parent: Int32, name: [UInt8], member: String,
+                                 _ make: ([CChar]) throws(QBError) -> Void) throws(QBError) {
+        let finalName = cString(name)
+        if let kind = try kindAt(parent, finalName), kind == S_IFDIR {
+            throw QBError(.unsafe, "refusing to replace a directory", subject: member)
+        }
+        var lastError: QBError?
+        for _ in 0..<16 {
+            let tmp = cString(Array(".qb-tmp-\(String(UInt64.random(in: 0...UInt64.max), radix: 36))".utf8))
+            do {
+                try make(tmp)
+            } catch {
+                if case .io(let code) = error.kind, code == EEXIST { lastError = error; continue }
+                throw error
+            }
+            if renameat(parent, tmp, parent, finalName) != 0 {
+                let code = errno
+                unlinkat(parent, tmp, 0)
+                throw ioError(code, "cannot rename into place", member)
+            }
+            return
+        }
+        throw lastError ?? ioError(EEXIST, "cannot create temporary name", member)
+    }
+
+    // MARK: - Confined directory walk
+
+    private func openParent(_ path: MemberPath, create: Bool, member: String) throws(QBError) -> Int32 {
+        try openDirectory(Array(path.components.dropLast()), create: create, member: member)
+    }
+
+    /// Opens the directory `components` below the root, one component at a
+    /// time with O_NOFOLLOW, creating missing ones when asked.
+    private func openDirectory(_ components: [[UInt8]], create: Bool, member: String) throws(QBError) -> Int32 {
+        var fd = dup(root)
+        guard fd >= 0 else { throw ioError(errno, "cannot open target directory", rootPath) }
+        for component in components {
+            let c = cString(component)
+            var next = openat(fd, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            if next < 0 && errno == ENOENT && create {
+                if mkdirat(fd, c, 0o755) != 0 && errno != EEXIST {
+                    let code = errno
+                    close(fd)
+                    throw ioError(code, "cannot create directory", member)
+                }
+                next = openat(fd, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+            }
+            if next < 0 {
+                let code = errno
+                let kind = try? kindAt(fd, c)
+                close(fd)
+                if code == ELOOP || kind == S_IFLNK {
+                    throw QBError(.unsafe, "refusing to write through a symbolic link", subject: member,
+                                  hint: "'\(String(decoding: component, as: UTF8.self))' is a symbolic link")
+                }
+                if code == ENOTDIR {
+                    throw QBError(.unsafe, "refusing to write below something that is not a directory", subject: member)
+                }
+                throw ioError(code, "cannot open directory", member)
+            }
+            close(fd)
+            fd = next
+        }
+        return fd
+    }
+
+    /// The file type at `name` in `dir` without following a link, or nil.
+    private func kindAt(_ dir: Int32, _ name: [CChar]) throws(QBError) -> mode_t? {
+        var st = stat()
+        if fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0 {
+            if errno == ENOENT { return nil }
+            throw ioError(errno, "cannot inspect", String(cString: name))
+        }
+        return st.st_mode & S_IFMT
+    }
+
+    private func setTimes(_ dir: Int32, _ name: [CChar], _ mtime: Int64) {
+        var times = [timespec(tv_sec: Int(mtime), tv_nsec: 0), timespec(tv_sec: Int(mtime), tv_nsec: 0)]
+        utimensat(dir, name, &times, AT_SYMLINK_NOFOLLOW)
+    }
+
+    private func maskedMode(_ mode: UInt32) -> UInt32 {
+        options.keepSpecialBits ? mode & 0o7777 : mode & 0o777
+    }
+
+    private func cString(_ bytes: [UInt8]) -> [CChar] {
+        bytes.map { CChar(bitPattern: $0) } + [0]
+    }
+
+    private func ioError(_ code: Int32, _ what: String, _ subject: String) -> QBError {
+        QBError(.io(code), "\(what): \(String(cString: strerror(code)))", subject: subject)
+    }
+}

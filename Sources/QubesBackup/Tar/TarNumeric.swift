@@ -1,0 +1,75 @@
+/// Numeric header fields: octal ASCII (GNU, ustar, v7) or GNU base-256, and
+/// the header checksum. Field offsets are in `TarBlock`.
+enum TarNumeric {
+    /// Parses a numeric field. Octal digits may be surrounded by spaces and
+    /// end with NUL or space; an all-blank field is 0. A first byte with bit
+    /// 0x80 set means base-256 (GNU tar for values ≥ 8 GiB); a negative
+    /// base-256 value (bit 0x40 also set) is refused, as is anything that
+    /// does not fit in Int64.
+    static func parse(_ field: ArraySlice<UInt8>, what: String) throws(QBError) -> Int64 {
+        guard let first = field.first else { return 0 }
+        if first & 0x80 != 0 {
+            if first & 0x40 != 0 {
+                throw QBError(.malformed, "negative \(what) in header", hint: "corrupt or hostile archive")
+            }
+            var value = Int64(first & 0x3F)
+            for byte in field.dropFirst() {
+                guard value <= (Int64.max >> 8) else {
+                    throw QBError(.malformed, "\(what) too large in header", hint: "corrupt or hostile archive")
+                }
+                value = value << 8 | Int64(byte)
+            }
+            return value
+        }
+        var i = field.startIndex
+        while i < field.endIndex, field[i] == 0x20 { i += 1 }
+        var value: Int64 = 0
+        var digits = 0
+        while i < field.endIndex, field[i] >= 0x30, field[i] <= 0x37 {
+            guard value <= (Int64.max >> 3) else {
+                throw QBError(.malformed, "\(what) too large in header", hint: "corrupt or hostile archive")
+            }
+            value = value << 3 | Int64(field[i] - 0x30)
+            digits += 1
+            i += 1
+        }
+        while i < field.endIndex {
+            guard field[i] == 0 || field[i] == 0x20 else {
+                throw QBError(.malformed, "invalid \(what) field in header", hint: "not a tar archive, or corrupt")
+            }
+            i += 1
+        }
+        return value
+    }
+
+    /// Whether the checksum field matches the block: GNU tar accepts both
+    /// the unsigned and the signed byte sum (old Sun tars used signed chars).
+    static func checksumMatches(_ block: [UInt8]) throws(QBError) -> Bool {
+        let stored = try parse(block[148..<156], what: "checksum")
+        var unsigned = 0
+        var signed = 0
+        block.withUnsafeBufferPointer { b in
+            for i in 0..<512 {
+                let byte = (i >= 148 && i < 156) ? 0x20 : b[i]
+                unsigned &+= Int(byte)
+                signed &+= Int(Int8(bitPattern: byte))
+            }
+        }
+        return Int64(unsigned) == stored || Int64(signed) == stored
+    }
+
+    /// Parses an unsigned decimal number made only of digits (PAX values,
+    /// sparse maps), with overflow checks.
+    static func decimal(_ bytes: ArraySlice<UInt8>) -> Int64? {
+        guard !bytes.isEmpty, bytes.count <= 19 else { return nil }
+        var value: Int64 = 0
+        for byte in bytes {
+            guard byte >= 0x30, byte <= 0x39 else { return nil }
+            let (m, o1) = value.multipliedReportingOverflow(by: 10)
+            let (s, o2) = m.addingReportingOverflow(Int64(byte - 0x30))
+            if o1 || o2 { return nil }
+            value = s
+        }
+        return value
+    }
+}

@@ -1,0 +1,205 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import QubesBackup
+import QubesBackupCLI
+
+@main
+struct QBUntar: QBCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "qb-untar",
+        abstract: "List, extract, print or pass on the members of a tar archive, strictly and safely.",
+        discussion: """
+        qb-untar reads GNU, PAX, ustar and v7 archives (sparse files of every GNU \
+        flavour, long names, multi-volume sets) and refuses anything that ends \
+        early: an archive is complete only after its end-of-archive zero blocks, \
+        otherwise the exit status is 3 ("truncated archive").
+
+        A Qubes backup file is a concatenation of small tar archives: read it \
+        with -i. Select members with PATTERN arguments: an exact name, a \
+        directory ("vm3/" or "vm3" selects everything below it) or a shell glob \
+        ("vm3/private.img.*"). With --tar the selected members are written to \
+        standard output as a new tar archive, byte for byte, for the next tool \
+        of a pipeline.
+
+        Extraction (-x) never writes outside the target directory: absolute \
+        names, ".." components, writes through symbolic links and hard links \
+        leaving the target are refused (exit 3), and each file is written \
+        under a temporary name and renamed only when complete.
+
+        Examples:
+          qb-untar -i -t -f backup.qubes
+          set -o pipefail
+          qb-untar -i --tar 'vm3/private.img.*' < backup.qubes | qb-hmac ... \\
+            | qb-decrypt ... | qb-decompress gzip | qb-untar -x -C restored
+        """)
+
+    @Flag(name: [.customShort("t"), .customLong("list")], help: "List the members' names (with -v, like tar -tv).")
+    var list = false
+
+    @Flag(name: [.customShort("x"), .customLong("extract")], help: "Extract the members into the current directory or the one given with -C.")
+    var extract = false
+
+    @Flag(name: [.customShort("O"), .customLong("to-stdout")], help: "Write the contents of the selected regular files to standard output.")
+    var toStdout = false
+
+    @Flag(name: .customLong("tar"), help: "Write the selected members to standard output as a tar archive, byte for byte.")
+    var passTar = false
+
+    @Flag(name: [.customShort("v"), .customLong("verbose")], help: "With -t, a long listing; with -x, the names on standard error.")
+    var verbose = false
+
+    @Option(name: [.customShort("f"), .customLong("file")], help: ArgumentHelp("The archive; '-' or none is standard input. Repeat with -M for the volumes of a multi-volume archive.", valueName: "file"))
+    var files: [String] = []
+
+    @Flag(name: [.customShort("M"), .customLong("multi-volume")], help: "Read the -f files as the consecutive volumes of one GNU multi-volume archive.")
+    var multiVolume = false
+
+    @Option(name: [.customShort("C"), .customLong("directory")], help: ArgumentHelp("Extract into this directory (it must exist).", valueName: "dir"))
+    var directory: String?
+
+    @Flag(name: [.customShort("i"), .customLong("ignore-zeros")], help: "Skip zero blocks between members: read concatenated archives such as a Qubes backup file.")
+    var ignoreZeros = false
+
+    @Flag(name: [.customShort("p"), .customLong("preserve-permissions")], help: "Keep setuid, setgid and sticky bits when extracting.")
+    var keepSpecialBits = false
+
+    @Flag(name: .customLong("same-owner"), help: "Give extracted files their stored owner and group (needs privileges).")
+    var sameOwner = false
+
+    @Argument(help: ArgumentHelp("Select members: exact name, directory prefix or shell glob.", valueName: "pattern"))
+    var patterns: [String] = []
+
+    func validate() throws {
+        let modes = [list, extract, toStdout, passTar].filter { $0 }.count
+        guard modes == 1 else { throw ValidationError("choose exactly one of -t, -x, -O and --tar") }
+        guard multiVolume || files.count <= 1 else { throw ValidationError("several -f files need -M") }
+        guard directory == nil || extract else { throw ValidationError("-C only applies to -x") }
+    }
+
+    func run() throws {
+        let reader: TarReader
+        let options = TarReader.Options(ignoreZeros: ignoreZeros)
+        if multiVolume {
+            let names = files.isEmpty ? ["-"] : files
+            reader = TarReader(volumes: TarVolumeOpener { (index: Int) throws(QBError) -> ByteSource? in
+                index < names.count ? try FileDescriptor.input(names[index]) : nil
+            }, options: options)
+        } else {
+            reader = TarReader(source: try FileDescriptor.input(files.first), options: options)
+        }
+        var matched = [Bool](repeating: false, count: patterns.count)
+        let out = FileDescriptor.standardOutput()
+        let listing = LineWriter(out)
+        let extractor = extract ? try TarExtractor(targetDirectory: directory ?? ".",
+                                                  options: .init(keepSpecialBits: keepSpecialBits, preserveOwnership: sameOwner)) : nil
+        let passThrough = passTar ? TarPassThrough(sink: out) : nil
+        let buffer = IOBuffer()
+        var listState = ListFormat()
+
+        while let entry = try reader.next() {
+            guard selected(entry.name, &matched) else { continue }
+            if list {
+                try listing.line(verbose ? listState.long(entry) : entry.name)
+            } else if let extractor {
+                if verbose { Diagnostics.printLine(entry.name) }
+                for warning in try extractor.extract(entry, from: reader) { Diagnostics.warning(warning) }
+            } else if toStdout {
+                if entry.kind == .regular { try reader.copyContents(to: out, buffer: buffer) }
+            } else if let passThrough {
+                try passThrough.copy(entry, from: reader)
+            }
+        }
+        try listing.flush()
+        try extractor?.finish()
+        try passThrough?.finish()
+        for (pattern, found) in zip(patterns, matched) where !found {
+            throw QBError(.usage, "not found in archive", subject: pattern)
+        }
+    }
+
+    /// Exact name, directory prefix or fnmatch(3) glob (where `*` also
+    /// matches `/`, as in GNU tar); a leading `./` is ignored on both sides.
+    func selected(_ rawName: String, _ matched: inout [Bool]) -> Bool {
+        if patterns.isEmpty { return true }
+        let name = rawName.hasPrefix("./") ? String(rawName.dropFirst(2)) : rawName
+        var any = false
+        for (i, raw) in patterns.enumerated() {
+            var pattern = raw.hasPrefix("./") ? String(raw.dropFirst(2)) : raw
+            while pattern.count > 1 && pattern.hasSuffix("/") { pattern.removeLast() }
+            let hit = name == pattern || name.hasPrefix(pattern + "/")
+                || fnmatch(pattern, name, 0) == 0 || fnmatch(pattern + "/*", name, 0) == 0
+            if hit { matched[i] = true; any = true }
+        }
+        return any
+    }
+}
+
+/// Buffers listing lines and writes them in large blocks.
+final class LineWriter {
+    private let out: FileDescriptor
+    private var pending: [UInt8] = []
+
+    init(_ out: FileDescriptor) { self.out = out }
+
+    func line(_ text: String) throws(QBError) {
+        pending.append(contentsOf: text.utf8)
+        pending.append(0x0A)
+        if pending.count >= 1 << 16 { try flush() }
+    }
+
+    func flush() throws(QBError) {
+        if pending.isEmpty { return }
+        let bytes = pending
+        pending = []
+        try out.write(bytes.span.bytes)
+    }
+}
+
+/// `tar -tv` lines: mode, owner/group, size (the column widens as GNU tar's
+/// does), local time, name, link.
+struct ListFormat {
+    private var width = 19
+
+    mutating func long(_ e: TarEntry) -> String {
+        let type: Character
+        switch e.kind {
+        case .regular: type = "-"
+        case .hardLink: type = "h"
+        case .symbolicLink: type = "l"
+        case .characterDevice: type = "c"
+        case .blockDevice: type = "b"
+        case .directory: type = "d"
+        case .fifo: type = "p"
+        case .other: type = "?"
+        }
+        var modes = String(type)
+        let m = e.mode
+        let bits: [(UInt32, Character)] = [(0o400, "r"), (0o200, "w"), (0o100, "x"), (0o040, "r"), (0o020, "w"), (0o010, "x"),
+                                           (0o004, "r"), (0o002, "w"), (0o001, "x")]
+        var chars = bits.map { m & $0.0 != 0 ? $0.1 : "-" }
+        if m & 0o4000 != 0 { chars[2] = chars[2] == "x" ? "s" : "S" }
+        if m & 0o2000 != 0 { chars[5] = chars[5] == "x" ? "s" : "S" }
+        if m & 0o1000 != 0 { chars[8] = chars[8] == "x" ? "t" : "T" }
+        modes += String(chars)
+        let user = e.userName.isEmpty ? String(e.uid) : e.userName
+        let group = e.groupName.isEmpty ? String(e.gid) : e.groupName
+        let size = (e.kind == .characterDevice || e.kind == .blockDevice) ? "\(e.deviceMajor),\(e.deviceMinor)" : String(e.size)
+        let pad = user.count + 1 + group.count + 1 + size.count
+        if pad > width { width = pad }
+        let sizeField = String(repeating: " ", count: width - pad) + size
+        var line = "\(modes) \(user)/\(group) \(sizeField) \(Self.time(e.modificationTime)) \(e.name)"
+        if e.kind == .symbolicLink { line += " -> " + e.linkName }
+        if e.kind == .hardLink { line += " link to " + e.linkName }
+        return line
+    }
+
+    private static func time(_ t: Int64) -> String {
+        var seconds = time_t(t)
+        var parts = tm()
+        localtime_r(&seconds, &parts)
+        func two(_ v: Int32) -> String { v < 10 ? "0\(v)" : "\(v)" }
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday)) \(two(parts.tm_hour)):\(two(parts.tm_min))"
+    }
+}
