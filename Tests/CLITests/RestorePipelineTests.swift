@@ -65,3 +65,60 @@ import QBTestSupport
         #expect(!FileManager.default.fileExists(atPath: dir.url.appendingPathComponent("vm3/private.img").path))
     }
 }
+
+/// Tampered fixtures through the same pipelines: a non-zero status under
+/// pipefail, a line naming the problem, nothing outside the target.
+@Suite struct RefusedPipelineTests {
+    /// Runs the v4 pipeline over every `vm3/private.img` chunk present, in stream order.
+    func v4Pipeline(_ fixture: String, file: String = "vm3/private.img", filter: String = "gzip") throws -> (RunResult, ScratchDirectory) {
+        let dir = try ScratchDirectory()
+        let listing = try run("qb-untar", ["-i", "-t", "-f", Repo.fixture(fixture).path])
+        let chunks = listing.stdoutText.split(separator: "\n").map(String.init).filter { $0.hasPrefix(file + ".") }
+        #expect(!chunks.isEmpty)
+        _ = try run("qb-untar", ["-i", "-x", "-C", dir.url.path, "-f", Repo.fixture(fixture).path])
+        let names = chunks.map { "'\($0.dropLast(4))'" }.joined(separator: " ")
+        let r = try shell("""
+            mkdir -p target/inside
+            for n in \(names); do qb-decrypt --scrypt --backup-id "$ID" --name "$n" --passphrase env:P "$n.enc" || exit 1; done \
+            | qb-decompress -f \(filter) | qb-untar -x -C target/inside
+            """, environment: ["P": "qubes", "ID": "20261101T101500-4711"], directory: dir.url)
+        return (r, dir)
+    }
+
+    @Test(arguments: [("v4-inner-dotdot.qubes", "'..'"), ("v4-inner-absolute.qubes", "absolute"), ("v4-inner-symlink.qubes", "symlink")])
+    func hostileInnerArchivesAreRefused(fixture: String, word: String) throws {
+        let (r, dir) = try v4Pipeline(fixture)
+        #expect(r.status == 3, "\(fixture): \(r.stderr)")
+        #expect(r.stderr.hasPrefix("qb-untar: "), "\(r.stderr)")
+        #expect(r.stderr.lowercased().contains(word), "\(r.stderr)")
+        // Nothing escaped the target: the only things outside target/inside are the extracted chunks.
+        let outside = dir.listing().filter { !$0.hasPrefix("target/inside") && !$0.hasPrefix("vm") && !$0.hasPrefix("qubes.xml")
+                                             && !$0.hasPrefix("backup-header") && !$0.hasPrefix("dom0-home") && $0 != "target" }
+        #expect(outside.isEmpty, "\(outside)")
+        #expect(!FileManager.default.fileExists(atPath: "/tmp/escape-absolute-qb"))
+        #expect(!dir.listing().contains { $0.contains("escape") && !$0.hasPrefix("target/inside") })
+    }
+
+    @Test func flippedAndRenamedChunksFailBeforeAnyOutput() throws {
+        for (fixture, message) in [("v4-flipped-byte.qubes", "does not authenticate"), ("v4-renamed-chunk.qubes", "does not open")] {
+            let file = fixture == "v4-flipped-byte.qubes" ? "vm9/private.img" : "vm3/private.img"
+            let (r, dir) = try v4Pipeline(fixture, file: file)
+            #expect(r.status != 0, "\(fixture)")
+            #expect(r.stderr.contains(message), "\(fixture): \(r.stderr)")
+            // No complete-looking image: qb-untar writes under a temporary name until the member is whole.
+            #expect(!FileManager.default.fileExists(atPath: dir.url.appendingPathComponent("target/inside/\(file)").path), "\(fixture)")
+        }
+    }
+
+    @Test func v3FlippedByteFailsItsHMAC() throws {
+        let dir = try ScratchDirectory()
+        _ = try run("qb-untar", ["-i", "-x", "-C", dir.url.path, "-f", Repo.fixture("v3-flipped-byte.qubes").path])
+        let r = try shell("""
+            for n in vm9/private.img.000 vm9/private.img.001 vm9/private.img.002; do
+                qb-hmac --verify "$n.hmac" --passphrase env:P "$n" || exit 1
+            done
+            """, environment: ["P": "qubes"], directory: dir.url)
+        #expect(r.status == 1)
+        #expect(r.stdoutText.hasSuffix("vm9/private.img.001: FAILED\n"))
+    }
+}
