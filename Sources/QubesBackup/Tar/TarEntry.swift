@@ -33,8 +33,10 @@ public struct TarEntry: Sendable {
     public var gid: Int64
     public var userName: String
     public var groupName: String
-    /// Modification time, seconds since the epoch (PAX fractions dropped).
+    /// Modification time, whole seconds since the epoch.
     public var modificationTime: Int64
+    /// Nanoseconds of the modification time (PAX `mtime` fractions), 0…999,999,999.
+    public var modificationNanoseconds: Int
     /// Logical size: what `read(into:)` returns in total (realsize for sparse files).
     public var size: Int64
     /// Data bytes stored in the archive for this member (excludes a PAX 1.0 map).

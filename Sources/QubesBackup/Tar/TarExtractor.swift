@@ -39,7 +39,7 @@ public final class TarExtractor {
     /// Directory modes and times are applied at the end, since creating
     /// entries inside a directory changes its mtime (and a read-only mode
     /// would stop the extraction).
-    private var directoryFixups: [(path: MemberPath, mode: UInt32, mtime: Int64)] = []
+    private var directoryFixups: [(path: MemberPath, mode: UInt32, mtime: timespec)] = []
 
     /// Opens the target directory, which must exist.
     public init(targetDirectory: String, options: Options = Options()) throws(QBError) {
@@ -78,7 +78,7 @@ public final class TarExtractor {
                                   hint: "a symbolic link or file is in the way")
                 }
             }
-            directoryFixups.append((path, maskedMode(entry.mode), entry.modificationTime))
+            directoryFixups.append((path, maskedMode(entry.mode), Self.time(entry)))
             return []
         case .regular:
             try writeRegular(entry, path: path, reader: reader)
@@ -90,7 +90,7 @@ public final class TarExtractor {
             try placeAtomically(parent: parent, name: path.components.last!, member: name) { (tmp: [CChar]) throws(QBError) in
                 let target = cString(entry.linkTarget)
                 try systemCall("cannot create symbolic link", name) { Int(symlinkat(target, parent, tmp)) }
-                if options.setModificationTimes { setTimes(parent, tmp, entry.modificationTime) }
+                if options.setModificationTimes { setTimes(parent, tmp, Self.time(entry)) }
             }
             return []
         case .hardLink:
@@ -134,7 +134,7 @@ public final class TarExtractor {
             defer { close(fd) }
             fchmod(fd, mode_t(fix.mode))
             if options.setModificationTimes {
-                var times = [timespec(tv_sec: Int(fix.mtime), tv_nsec: 0), timespec(tv_sec: Int(fix.mtime), tv_nsec: 0)]
+                var times = [fix.mtime, fix.mtime]
                 futimens(fd, &times)
             }
         }
@@ -176,7 +176,7 @@ public final class TarExtractor {
         }
         try systemCall("cannot set mode", name) { Int(fchmod(fd, mode_t(maskedMode(entry.mode)))) }
         if options.setModificationTimes {
-            var times = [timespec(tv_sec: Int(entry.modificationTime), tv_nsec: 0), timespec(tv_sec: Int(entry.modificationTime), tv_nsec: 0)]
+            var times = [Self.time(entry), Self.time(entry)]
             try systemCall("cannot set times", name) { Int(futimens(fd, &times)) }
         }
         let closed = close(fd)
@@ -284,8 +284,12 @@ public final class TarExtractor {
         return st.st_mode & S_IFMT
     }
 
-    private func setTimes(_ dir: Int32, _ name: [CChar], _ mtime: Int64) {
-        var times = [timespec(tv_sec: Int(mtime), tv_nsec: 0), timespec(tv_sec: Int(mtime), tv_nsec: 0)]
+    private static func time(_ entry: TarEntry) -> timespec {
+        timespec(tv_sec: Int(entry.modificationTime), tv_nsec: entry.modificationNanoseconds)
+    }
+
+    private func setTimes(_ dir: Int32, _ name: [CChar], _ mtime: timespec) {
+        var times = [mtime, mtime]
         utimensat(dir, name, &times, AT_SYMLINK_NOFOLLOW)
     }
 

@@ -178,6 +178,8 @@ public final class TarReader {
             }
             source = next
             try readContinuationHeader()
+            // Reading the header may have buffered the volume's data already.
+            if !buffer.isEmpty { return }
         }
     }
 
@@ -472,6 +474,7 @@ public final class TarReader {
         var gid = try TarNumeric.parse(b[116..<124], what: "gid")
         var size = try TarNumeric.parse(b[124..<136], what: "size")
         var mtime = try TarNumeric.parse(b[136..<148], what: "mtime")
+        var mtimeNanoseconds = 0
         var uname = "", gname = ""
         var devMajor: Int64 = 0, devMinor: Int64 = 0
         if isGNU || isUstar {
@@ -485,7 +488,7 @@ public final class TarReader {
         if let v = records["size"] { size = try paxNumber(v, "size") }
         if let v = records["uid"] { uid = try paxNumber(v, "uid") }
         if let v = records["gid"] { gid = try paxNumber(v, "gid") }
-        if let v = records["mtime"] { mtime = try paxTime(v) }
+        if let v = records["mtime"] { (mtime, mtimeNanoseconds) = try paxTime(v) }
         if let v = records["uname"] { uname = String(decoding: v, as: UTF8.self) }
         if let v = records["gname"] { gname = String(decoding: v, as: UTF8.self) }
 
@@ -564,6 +567,7 @@ public final class TarReader {
 
         let entry = TarEntry(path: path, linkTarget: link, kind: kind, mode: UInt32(truncatingIfNeeded: mode & 0o7777),
                              uid: uid, gid: gid, userName: uname, groupName: gname, modificationTime: mtime,
+                             modificationNanoseconds: mtimeNanoseconds,
                              size: logical, storedSize: stored, sparseMap: sparse,
                              deviceMajor: devMajor, deviceMinor: devMinor, format: format, rawHeader: raw)
         current = entry
@@ -686,21 +690,29 @@ public final class TarReader {
         return n
     }
 
-    /// PAX times are decimal seconds with an optional fraction; the fraction
-    /// is dropped.
-    private func paxTime(_ v: [UInt8]) throws(QBError) -> Int64 {
+    /// PAX times are decimal seconds with an optional fraction (kept to
+    /// nanoseconds; further digits dropped).
+    private func paxTime(_ v: [UInt8]) throws(QBError) -> (Int64, Int) {
+        let bad = QBError(.malformed, "invalid mtime in extended header", hint: "corrupt or hostile archive")
         var s = v[...]
         var negative = false
         if s.first == 0x2D { negative = true; s = s.dropFirst() }
+        var nanoseconds = 0
         if let dot = s.firstIndex(of: 0x2E) {
-            guard s[(dot + 1)...].allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else {
-                throw QBError(.malformed, "invalid mtime in extended header", hint: "corrupt or hostile archive")
+            let fraction = s[(dot + 1)...]
+            guard fraction.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { throw bad }
+            var scale = 100_000_000
+            for digit in fraction.prefix(9) {
+                nanoseconds += Int(digit - 0x30) * scale
+                scale /= 10
             }
             s = s[s.startIndex..<dot]
         }
-        guard let n = TarNumeric.decimal(s) else {
-            throw QBError(.malformed, "invalid mtime in extended header", hint: "corrupt or hostile archive")
+        guard var seconds = TarNumeric.decimal(s) else { throw bad }
+        if negative {
+            seconds = -seconds
+            if nanoseconds > 0 { seconds -= 1; nanoseconds = 1_000_000_000 - nanoseconds }
         }
-        return negative ? -n : n
+        return (seconds, nanoseconds)
     }
 }
