@@ -50,6 +50,15 @@ row hmac "qb-hmac" "qb-hmac --passphrase env:QB_BENCH_PASS $work/plain.gz.enc" q
 row pipeline "openssl enc -d | gzip -dc" "openssl enc -d -aes-256-cbc -md MD5 -pass env:QB_BENCH_PASS -in $work/plain.gz.enc 2>/dev/null | gzip -dc" m5
 row pipeline "qb-decrypt | qb-decompress" "set -o pipefail; qb-decrypt --passphrase env:QB_BENCH_PASS $work/plain.gz.enc | qb-decompress -f gzip" q5
 
+# A sparse VM image: 1 GiB apparent, data every 16th MiB; GNU tar --sparse.
+mkdir -p "$work/img" "$work/x-tar" "$work/x-qb"
+truncate -s 1G "$work/img/private.img"
+for i in $(seq 0 16 1008); do head -c $((1 << 20)) /dev/urandom | dd of="$work/img/private.img" bs=1M seek="$i" conv=notrunc status=none; done
+tar -C "$work/img" --sparse -cf "$work/img.tar" private.img
+row untar "tar -xf (sparse, 1 GiB apparent)" "rm -rf $work/x-tar/*; tar -C $work/x-tar -xf $work/img.tar" m6
+row untar "qb-untar -x" "rm -rf $work/x-qb/*; qb-untar -x -C $work/x-qb -f $work/img.tar" q6
+cmp "$work/x-tar/private.img" "$work/x-qb/private.img"
+
 ratio() { awk "BEGIN{printf \"%.2f\", $1 / $2}"; }
 {
   echo
@@ -58,4 +67,5 @@ ratio() { awk "BEGIN{printf \"%.2f\", $1 / $2}"; }
   echo "  inflate  $(ratio "$last_q2" "$last_m2") (ISA-L), $(ratio "$last_q3" "$last_m2") (zlib)"
   echo "  hmac     $(ratio "$last_q4" "$last_m4")"
   echo "  pipeline $(ratio "$last_q5" "$last_m5")"
+  echo "  untar    $(ratio "$last_q6" "$last_m6") (sparse image)"
 } | tee "$out/ratios.txt"
