@@ -2,6 +2,14 @@ import ArgumentParser
 import QubesBackup
 import QubesBackupCLI
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
+enum ProcessInfoCPUs {
+    static var count: Int { max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
+}
+
 @main
 struct QBDecrypt: QBCommand {
     static let configuration = CommandConfiguration(
@@ -19,7 +27,10 @@ struct QBDecrypt: QBCommand {
 
         Step 5 of the v3 procedure, once the chunks are authenticated:
           cat vm3/private.img.0?? | qb-decrypt --passphrase env:P | qb-decompress -f gzip | tar -x
-        A v4 chunk:
+        A v4 file, all its chunks in one stream (keys derived in parallel):
+          qb-untar -i --tar 'vm3/private.img.*' < BACKUP \\
+            | qb-decrypt --chunks --header backup-header --passphrase env:P | qb-decompress -f gzip | qb-untar -x
+        One v4 chunk:
           qb-decrypt --scrypt --backup-id "$QB_BACKUP_ID" --name vm3/private.img.000 \\
               --passphrase env:P vm3/private.img.000.enc
         """)
@@ -33,16 +44,25 @@ struct QBDecrypt: QBCommand {
     @Flag(help: "Decrypt one scrypt envelope (v4 chunks and backup-header.hmac).")
     var scrypt = false
 
+    @Flag(help: "Read a tar stream of one file's v4 chunks (NAME.000.enc, NAME.001.enc, ...; from qb-untar -i --tar), check their order, authenticate and decrypt each, write the plaintext.")
+    var chunks = false
+
+    @Option(help: ArgumentHelp("With --chunks: take the backup-id from this backup-header (authenticate it first with qb-header --verify).", valueName: "file"))
+    var header: String?
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("With --chunks: chunks derived and decrypted at once (default: the number of CPUs).", valueName: "n"))
+    var jobs = ProcessInfoCPUs.count
+
     @Option(help: ArgumentHelp("With --scrypt: the member name bound into the passphrase (vm3/private.img.000, backup-header).", valueName: "name"))
     var name: String?
 
-    @Option(help: ArgumentHelp("With --scrypt: the backup-id bound into the passphrase (from qb-header --get backup-id).", valueName: "id"))
+    @Option(help: ArgumentHelp("With --scrypt or --chunks: the backup-id bound into the passphrase (from qb-header --get backup-id).", valueName: "id"))
     var backupId: String?
 
-    @Option(help: ArgumentHelp("With --scrypt: largest scrypt memory (128·r·N) to accept, in bytes; the default 2 GiB covers Qubes' parameters.", valueName: "bytes"))
+    @Option(help: ArgumentHelp("With --scrypt or --chunks: largest scrypt memory (128·r·N) to accept, in bytes; the default 2 GiB covers Qubes' parameters.", valueName: "bytes"))
     var maxMemory = ScryptLimits.default.maximumMemory
 
-    @Option(help: ArgumentHelp("With --scrypt: largest envelope to hold in memory while it is authenticated, in bytes.", valueName: "bytes"))
+    @Option(help: ArgumentHelp("With --scrypt or --chunks: largest envelope (chunk) to hold in memory while it is authenticated, in bytes.", valueName: "bytes"))
     var maxSize = 1 << 30
 
     @OptionGroup var passphrase: PassphraseOptions
@@ -51,7 +71,14 @@ struct QBDecrypt: QBCommand {
     var file: String?
 
     func validate() throws {
-        if !scrypt && (name != nil || backupId != nil) { throw ValidationError("--name and --backup-id go with --scrypt") }
+        if scrypt && chunks { throw ValidationError("choose --scrypt or --chunks") }
+        if chunks {
+            if name != nil { throw ValidationError("--chunks takes each chunk's name from the stream; drop --name") }
+            if (backupId == nil) == (header == nil) { throw ValidationError("--chunks needs --backup-id ID or --header FILE") }
+            return
+        }
+        if header != nil { throw ValidationError("--header goes with --chunks") }
+        if !scrypt && (name != nil || backupId != nil) { throw ValidationError("--name and --backup-id go with --scrypt or --chunks") }
         if backupId != nil && name == nil { throw ValidationError("--backup-id needs --name") }
     }
 
@@ -59,6 +86,21 @@ struct QBDecrypt: QBCommand {
         let input = try FileDescriptor.input(file)
         let output = try Output.binary(what: "decrypted data")
         let secret = try passphrase.read()
+        if chunks {
+            var id = backupId
+            if let header {
+                let parsed = try BackupHeader(parsing: readAll(from: FileDescriptor.input(header), limit: BackupHeader.maximumSize, what: "backup-header"))
+                guard parsed.version == 4, let headerID = parsed.backupID else {
+                    throw QBError(.unsupported, "--chunks decrypts version 4 chunks; this is a version \(parsed.version) backup", subject: header,
+                                  hint: "v3: cat the verified chunks into qb-decrypt")
+                }
+                id = headerID
+            }
+            let decryptor = EnvelopeChunkDecryptor(backupID: id!, passphrase: secret, limits: ScryptLimits(maximumMemory: maxMemory),
+                                                   maximumChunkSize: maxSize, parallelism: jobs)
+            try decryptor.run(reader: TarReader(source: input), sink: output)
+            return
+        }
         if scrypt {
             let envelope = try readAll(from: input, limit: maxSize, what: "scrypt envelope")
             let bound = secret.bound(to: [backupId, name].compactMap { $0 })

@@ -11,7 +11,7 @@ import QBTestSupport
         let page = try String(contentsOf: Repo.root.appendingPathComponent("man/\(tool).1"), encoding: .utf8)
         // Only the OPTIONS list: the discussion may mention other tools' options.
         let optionLines = help.stdoutText.components(separatedBy: "OPTIONS:").last!.split(separator: "\n")
-            .filter { $0.trimmingCharacters(in: .whitespaces).hasPrefix("-") }
+            .filter { $0.hasPrefix("  -") }  // continuation lines are indented further
         var options: Set<String> = []
         for line in optionLines {
             for word in line.split(separator: " ") where word.hasPrefix("--") && word != "--help" {

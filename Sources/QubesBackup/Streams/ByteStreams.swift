@@ -53,6 +53,22 @@ extension Array where Element == UInt8 {
     }
 }
 
+extension ByteSink {
+    /// Writes bytes held in an array, in blocks of at most an IOBuffer.
+    public func write(contentsOf bytes: ArraySlice<UInt8>) throws(QBError) {
+        if let fd = self as? FileDescriptor { return try fd.write(bytes) }
+        let block = IOBuffer(capacity: Swift.max(1, Swift.min(bytes.count, IOBuffer.defaultCapacity)))
+        var rest = bytes
+        while !rest.isEmpty {
+            let n = Swift.min(block.capacity, rest.count)
+            block.clear()
+            block.append(rest.prefix(n))
+            try block.withReadable { (span) throws(QBError) in try write(span) }
+            rest = rest.dropFirst(n)
+        }
+    }
+}
+
 /// A sink that keeps everything it is given, for small outputs and tests.
 public final class MemorySink: ByteSink {
     public private(set) var bytes: [UInt8] = []
