@@ -59,6 +59,20 @@ row untar "tar -xf (sparse, 1 GiB apparent)" "rm -rf $work/x-tar/*; tar -C $work
 row untar "qb-untar -x" "rm -rf $work/x-qb/*; qb-untar -x -C $work/x-qb -f $work/img.tar" q6
 cmp "$work/x-tar/private.img" "$work/x-qb/private.img"
 
+# v4 chunks at Qubes' scrypt parameters (logN 20, r 8, p 1: 1 GiB, seconds
+# per derivation): the manual loop of `scrypt dec` against qb-decrypt --chunks.
+nchunks=${QB_BENCH_V4_CHUNKS:-4}
+mkdir -p "$work/v4/vm3"
+head -c $((nchunks * 8 << 20)) "$work/plain.gz" | split -b $((8 << 20)) -d -a 3 - "$work/v4/vm3/private.img."
+for c in "$work"/v4/vm3/private.img.???; do
+    n=vm3/${c##*/}
+    printf '%s\n' "BENCHID!$n!$QB_BENCH_PASS" | scrypt enc -P --logN 20 -r 8 -p 1 "$c" "$c.enc"
+    rm "$c"
+done
+(cd "$work/v4" && tar --posix -cf ../v4.tar vm3/*.enc)
+row v4-chunks "scrypt dec, one chunk after another" "cd $work/v4 && for c in vm3/private.img.*.enc; do printf '%s\\n' \"BENCHID!\${c%.enc}!\$QB_BENCH_PASS\" | scrypt dec -P \$c; done" m7
+row v4-chunks "qb-decrypt --chunks (keys in parallel)" "qb-decrypt --chunks --backup-id BENCHID --passphrase env:QB_BENCH_PASS $work/v4.tar" q7
+
 ratio() { awk "BEGIN{printf \"%.2f\", $1 / $2}"; }
 {
   echo
@@ -68,4 +82,5 @@ ratio() { awk "BEGIN{printf \"%.2f\", $1 / $2}"; }
   echo "  hmac     $(ratio "$last_q4" "$last_m4")"
   echo "  pipeline $(ratio "$last_q5" "$last_m5")"
   echo "  untar    $(ratio "$last_q6" "$last_m6") (sparse image)"
+  echo "  v4       $(ratio "$last_q7" "$last_m7") ($nchunks chunks, scrypt logN 20)"
 } | tee "$out/ratios.txt"
