@@ -19,16 +19,21 @@ public struct DigestLine: Sendable, Equatable {
         self.mac = mac
     }
 
+    /// Qubes' HMAC_MAX_SIZE rule, for HMAC text and v4 scrypt copies alike.
+    public static func checkFileSize(_ bytes: [UInt8], subject: String?) throws(QBError) {
+        if bytes.count > maximumFileSize {
+            throw QBError(.limitExceeded, "hmac file is larger than \(maximumFileSize) bytes", subject: subject,
+                          hint: "refused unread, as Qubes does; the backup was tampered with")
+        }
+    }
+
     /// Parses the bytes of a `.hmac` file strictly: ASCII, one line with an
     /// optional final newline, lower-case hex of a whole number of bytes.
     public init(parsing bytes: [UInt8], subject: String? = nil) throws(QBError) {
         func bad(_ why: String) -> QBError {
             QBError(.malformed, "invalid hmac file: \(why)", subject: subject, hint: "not written by openssl dgst")
         }
-        if bytes.count > Self.maximumFileSize {
-            throw QBError(.limitExceeded, "hmac file is larger than \(Self.maximumFileSize) bytes", subject: subject,
-                          hint: "refused unread, as Qubes does; the backup was tampered with")
-        }
+        try Self.checkFileSize(bytes, subject: subject)
         var line = bytes
         if line.last == UInt8(ascii: "\n") { line.removeLast() }
         if line.last == UInt8(ascii: "\r") { line.removeLast() }

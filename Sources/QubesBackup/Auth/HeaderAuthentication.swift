@@ -5,10 +5,7 @@ public enum HeaderAuthentication {
     /// Verifies the header against the bytes of `backup-header.hmac`: a scrypt
     /// envelope (v4) or HMAC text (v2/v3) in the digests Qubes used.
     public static func verify(header: [UInt8], hmacFile: [UInt8], passphrase: Secret) throws(QBError) -> AuthenticationMethod {
-        if hmacFile.count > DigestLine.maximumFileSize {
-            throw QBError(.limitExceeded, "hmac file is larger than \(DigestLine.maximumFileSize) bytes",
-                          subject: "backup-header.hmac", hint: "refused unread, as Qubes does; the backup was tampered with")
-        }
+        try DigestLine.checkFileSize(hmacFile, subject: "backup-header.hmac")
         if ScryptEnvelope.hasMagic(hmacFile) {
             try ScryptEnvelope.verifyCopy(of: header, envelope: hmacFile, name: "backup-header", passphrase: passphrase)
             return .scrypt

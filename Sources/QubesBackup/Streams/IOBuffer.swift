@@ -79,12 +79,4 @@ public final class IOBuffer {
         end += n
         return true
     }
-
-    /// For C-call wrappers: lends the unread bytes as a pointer and consumes
-    /// as many as `body` reports.
-    package func drainReadable(_ body: (UnsafeRawBufferPointer) throws(QBError) -> Int) throws(QBError) -> Int {
-        let n = try body(UnsafeRawBufferPointer(rebasing: storage[start..<end]))
-        consume(n)
-        return n
-    }
 }
