@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "qb-decompress", targets: ["qb-decompress"]),
         .executable(name: "qb-decrypt", targets: ["qb-decrypt"]),
         .executable(name: "qb-untar", targets: ["qb-untar"]),
+        .executable(name: "qb-restore", targets: ["qb-restore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -48,6 +49,7 @@ let package = Package(
         .executableTarget(name: "qb-decompress", dependencies: toolDependencies),
         .executableTarget(name: "qb-decrypt", dependencies: toolDependencies),
         .executableTarget(name: "qb-untar", dependencies: toolDependencies),
+        .executableTarget(name: "qb-restore", dependencies: toolDependencies),
         // Shared by the test targets: running the built tools, finding the
         // fixtures, making scratch directories.
         .target(name: "QBTestSupport", path: "Tests/Support"),
@@ -58,7 +60,7 @@ let package = Package(
         // Runs the built executables; depending on them makes `swift test` build them.
         .testTarget(
             name: "CLITests",
-            dependencies: ["QBTestSupport", "qb-hmac", "qb-header", "qb-decompress", "qb-decrypt", "qb-untar"]
+            dependencies: ["QBTestSupport", "qb-hmac", "qb-header", "qb-decompress", "qb-decrypt", "qb-untar", "qb-restore"]
         ),
     ]
 )

@@ -25,8 +25,11 @@ public enum Diagnostics {
 
     /// Writes one line to standard error in a single write(2), so lines from the
     /// tools of one pipeline do not interleave mid-line.
-    public static func printLine(_ line: String) {
-        let bytes = Array((line + "\n").utf8)
+    public static func printLine(_ line: String) { printPartial(line + "\n") }
+
+    /// Writes text to standard error in one write(2), without a newline.
+    public static func printPartial(_ text: String) {
+        let bytes = Array(text.utf8)
         bytes.withUnsafeBytes { raw in
             var done = 0
             while done < raw.count {
@@ -58,4 +61,9 @@ extension Output {
         }
         return out
     }
+}
+
+/// The default number of parallel jobs: one per online CPU.
+public enum ProcessorCount {
+    public static var online: Int { max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
 }

@@ -6,10 +6,6 @@ import QubesBackupCLI
 import Glibc
 #endif
 
-enum ProcessInfoCPUs {
-    static var count: Int { max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
-}
-
 @main
 struct QBDecrypt: QBCommand {
     static let configuration = CommandConfiguration(
@@ -51,7 +47,7 @@ struct QBDecrypt: QBCommand {
     var header: String?
 
     @Option(name: .shortAndLong, help: ArgumentHelp("With --chunks: chunks derived and decrypted at once (default: the number of CPUs).", valueName: "n"))
-    var jobs = ProcessInfoCPUs.count
+    var jobs = ProcessorCount.online
 
     @Option(help: ArgumentHelp("With --scrypt: the member name bound into the passphrase (vm3/private.img.000, backup-header).", valueName: "name"))
     var name: String?

@@ -68,9 +68,9 @@ struct QBHeader: QBCommand {
             try Output.line("QB_AUTHENTICATED='\(method.map(\.description) ?? "")'")
         } else if json {
             var members = header.normalizedFields.map { key, value in
-                "\(jsonString(key)):" + (key == "version" || value == "true" || value == "false" ? value : jsonString(value))
+                "\(JSON.string(key)):" + (key == "version" || value == "true" || value == "false" ? value : JSON.string(value))
             }
-            members.append("\"authenticated\":" + (method.map { jsonString($0.description) } ?? "null"))
+            members.append("\"authenticated\":" + (method.map { JSON.string($0.description) } ?? "null"))
             try Output.line("{" + members.joined(separator: ",") + "}")
         } else {
             for field in header.fields { try Output.line("\(field.key)=\(field.value)") }
@@ -80,44 +80,7 @@ struct QBHeader: QBCommand {
     func listVMs() throws {
         let bytes = try readAll(from: FileDescriptor.input(file), limit: XMLDocument.maximumSize, what: "qubes.xml")
         let entries = try QubesXML.parseVMs(bytes).filter { all || $0.included }
-        if json {
-            let objects = entries.map { vm in
-                "{\"name\":\(jsonString(vm.name)),\"class\":\(jsonString(vm.vmClass)),\"subdir\":\(vm.subdir.map(jsonString) ?? "null")," +
-                "\"size\":\(vm.size.map(String.init) ?? "null"),\"template\":\(vm.template.map(jsonString) ?? "null")," +
-                "\"label\":\(vm.label.map(jsonString) ?? "null"),\"included\":\(vm.included)}"
-            }
-            try Output.line("[" + objects.joined(separator: ",") + "]")
-            return
-        }
-        let rows = [["NAME", "CLASS", "SUBDIR", "SIZE", "TEMPLATE", "LABEL"]] + entries.map { vm in
-            [vm.name, vm.vmClass, vm.subdir ?? "-", vm.size.map(String.init) ?? "-", vm.template ?? "-", vm.label ?? "-"]
-        }
-        let widths = (0..<6).map { c in rows.map { $0[c].count }.max() ?? 0 }
-        for row in rows {
-            try Output.line(zip(row, widths).map { $0 + String(repeating: " ", count: $1 - $0.count) }.joined(separator: "  ").trimmingTrailingSpaces())
-        }
-    }
-}
-
-private func jsonString(_ s: String) -> String {
-    var out = "\""
-    for scalar in s.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        default:
-            if scalar.value < 0x20 { out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count) + String(scalar.value, radix: 16) }
-            else { out.unicodeScalars.append(scalar) }
-        }
-    }
-    return out + "\""
-}
-
-extension String {
-    func trimmingTrailingSpaces() -> String {
-        var s = self
-        while s.last == " " { s.removeLast() }
-        return s
+        if json { return try Output.line(VMTable.json(entries)) }
+        for line in VMTable.lines(entries) { try Output.line(line) }
     }
 }

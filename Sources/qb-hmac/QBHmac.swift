@@ -16,9 +16,20 @@ struct QBHmac: QBCommand {
         envelope (v4 `backup-header.hmac`), which is decrypted with the passphrase NAME!PASS \
         (NAME is FILE's base name, or --name) and compared with FILE byte for byte.
 
+        With --check, reads a tar stream of v2/v3 chunks and their HMACs (NAME.000, \
+        NAME.000.hmac, NAME.001, ...: what `qb-untar -i --tar` passes on), holds each \
+        chunk until its .hmac has arrived and matched, and only then writes the chunk's \
+        bytes to standard output. Gaps, reordering, repeats, a chunk without its .hmac \
+        and an .hmac without its chunk are refused (exit 3); a mismatch exits 1. \
+        Nothing unverified is ever written: at most one chunk per job is held in memory.
+
         Step 2 of the emergency restore (authenticate the header):
           qb-untar -i -x -f BACKUP backup-header backup-header.hmac
           qb-hmac --verify backup-header.hmac backup-header
+        Steps 4 to 7 for one v3 file, streaming:
+          set -o pipefail
+          qb-untar -i --tar 'vm3/private.img.[0-9]*' < BACKUP | qb-hmac --check --passphrase env:P \
+            | qb-decrypt --passphrase env:P | qb-decompress -f gzip | qb-untar -x -C restored
         """)
 
     @Option(name: .shortAndLong, help: ArgumentHelp("Digest: sha512 (default), sha256, sha1, md5, or any digest OpenSSL knows. With --verify, the default tries the digests Qubes used.", valueName: "digest"))
@@ -26,6 +37,18 @@ struct QBHmac: QBCommand {
 
     @Option(help: ArgumentHelp("Verify FILE against this .hmac file (text or scrypt envelope).", valueName: "hmacfile"))
     var verify: String?
+
+    @Flag(help: "Read a tar stream of chunks and their .hmac files; write each chunk once it is verified.")
+    var check = false
+
+    @Option(help: ArgumentHelp("With --check: largest chunk to hold in memory while it is verified, in bytes.", valueName: "bytes"))
+    var maxSize = 1 << 30
+
+    @Option(help: ArgumentHelp("With --check: the stream starts at this chunk of its file (to check one v2 volume alone; default 0).", valueName: "index"))
+    var from = 0
+
+    @Option(name: .shortAndLong, help: ArgumentHelp("With --check: chunks verified at once (default: the number of CPUs).", valueName: "n"))
+    var jobs = ProcessorCount.online
 
     @Option(help: ArgumentHelp("Member name bound into a scrypt envelope's passphrase (default: FILE's base name).", valueName: "name"))
     var name: String?
@@ -37,6 +60,9 @@ struct QBHmac: QBCommand {
 
     func validate() throws {
         if name != nil && verify == nil { throw ValidationError("--name only applies with --verify") }
+        if check && verify != nil { throw ValidationError("choose --check or --verify") }
+        if from != 0 && !check { throw ValidationError("--from goes with --check") }
+        if from < 0 { throw ValidationError("--from must not be negative") }
     }
 
     func run() throws {
@@ -45,6 +71,14 @@ struct QBHmac: QBCommand {
                 throw QBError(.usage, "unknown digest '\(name)'", hint: "see `openssl list -digest-algorithms`")
             }
             return digest
+        }
+        if check {
+            let input = try FileDescriptor.input(file)
+            let output = try Output.binary(what: "chunk data")
+            let chunks = ChunkReader(reader: TarReader(source: input), layout: .hmacPairs, maximumChunkSize: maxSize, firstIndex: from)
+            try ChunkStream.release(chunks, opener: .hmac(digest: requested, passphrase: try passphrase.read()),
+                                    parallelism: jobs, to: output)
+            return
         }
         let displayName = file.flatMap { $0 == "-" ? nil : $0 }
         guard let verify else {

@@ -30,6 +30,7 @@ struct QBUntar: QBCommand {
 
         Examples:
           qb-untar -i -t -f backup.qubes
+          qb-untar -x --within vm3/private.img --strip-components 1 -C restored/work < inner.tar
           set -o pipefail
           qb-untar -i --tar 'vm3/private.img.*' < backup.qubes | qb-hmac ... \\
             | qb-decrypt ... | qb-decompress gzip | qb-untar -x -C restored
@@ -68,6 +69,12 @@ struct QBUntar: QBCommand {
     @Flag(name: .customLong("same-owner"), help: "Give extracted files their stored owner and group (needs privileges).")
     var sameOwner = false
 
+    @Option(help: ArgumentHelp("With -x, -t or -O: refuse (exit 3) any member that is not PATH or below it.", valueName: "path"))
+    var within: String?
+
+    @Option(help: ArgumentHelp("With -x, -t or -O: remove N leading components from member names (and hard-link targets); members with nothing left are skipped.", valueName: "n"))
+    var stripComponents = 0
+
     @Argument(help: ArgumentHelp("Select members: exact name, directory prefix or shell glob.", valueName: "pattern"))
     var patterns: [String] = []
 
@@ -76,6 +83,9 @@ struct QBUntar: QBCommand {
         guard modes == 1 else { throw ValidationError("choose exactly one of -t, -x, -O and --tar") }
         guard multiVolume || files.count <= 1 else { throw ValidationError("several -f files need -M") }
         guard directory == nil || extract else { throw ValidationError("-C only applies to -x") }
+        guard !passTar || (within == nil && stripComponents == 0) else {
+            throw ValidationError("--tar passes members on unchanged; --within and --strip-components do not apply")
+        }
     }
 
     func run() throws {
@@ -97,9 +107,11 @@ struct QBUntar: QBCommand {
         let passThrough = passTar ? TarPassThrough(sink: out) : nil
         let buffer = IOBuffer()
         var listState = ListFormat()
+        let relocation = try MemberRelocation(within: within, stripComponents: stripComponents)
 
-        while let entry = try reader.next() {
-            guard selected(entry.name, &matched) else { continue }
+        while let stored = try reader.next() {
+            guard selected(stored.name, &matched) else { continue }
+            guard let entry = passTar ? stored : try relocation.relocate(stored) else { continue }
             if list {
                 try listing.line(verbose ? listState.long(entry) : entry.name)
             } else if let extractor {

@@ -71,8 +71,14 @@ public struct ChunkSequence: Sendable {
     private var current: ChunkName?
     private var awaitingMAC: ChunkName?
     private var ended: Set<String> = []
+    /// The index the first file starts at: 0, except when one v2 volume is
+    /// checked alone.
+    private var firstIndex: Int
 
-    public init(layout: Layout) { self.layout = layout }
+    public init(layout: Layout, firstIndex: Int = 0) {
+        self.layout = layout
+        self.firstIndex = firstIndex
+    }
 
     /// Takes the next member name of the stream; returns it parsed, or throws
     /// `.malformed` naming what was expected.
@@ -103,10 +109,11 @@ public struct ChunkSequence: Sendable {
                 throw QBError(.malformed, "chunk of a file that already ended: \(name)", subject: chunk.file,
                               hint: "reordered or spliced chunks; tampered backup")
             }
-            guard chunk.index == 0 else {
-                throw QBError(.malformed, "file starts at chunk \(ChunkName.spell(chunk.index)), not 000: \(name)", subject: chunk.file,
-                              hint: "missing or reordered chunk; tampered backup")
+            guard chunk.index == firstIndex else {
+                throw QBError(.malformed, "file starts at chunk \(ChunkName.spell(chunk.index)), not \(ChunkName.spell(firstIndex)): \(name)",
+                              subject: chunk.file, hint: "missing or reordered chunk; tampered backup")
             }
+            firstIndex = 0
         }
         current = chunk
         if layout == .hmacPairs { awaitingMAC = chunk }

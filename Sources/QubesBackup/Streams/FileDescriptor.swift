@@ -83,6 +83,13 @@ public final class FileDescriptor: ByteSource, ByteSink {
 
     public func finish() throws(QBError) {}
 
+    /// The size of a regular file; nil for pipes, terminals and devices.
+    public var regularFileSize: Int64? {
+        var info = stat()
+        guard fstat(rawValue, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+        return Int64(info.st_size)
+    }
+
     /// Whether the descriptor is a terminal.
     public var isTerminal: Bool { isatty(rawValue) == 1 }
 }

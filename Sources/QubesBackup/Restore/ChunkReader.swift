@@ -1,0 +1,107 @@
+/// One chunk of a backed-up file as the outer stream holds it, not yet
+/// authenticated.
+public struct StoredChunk: Sendable {
+    /// The data member: `X.NNN` (v2/v3) or `X.NNN.enc` (v4).
+    public let name: ChunkName
+    /// The member's bytes; nil when the caller chose to skip them.
+    public let bytes: [UInt8]?
+    /// v2/v3: the text of `X.NNN.hmac`.
+    public let mac: [UInt8]?
+    /// Bytes of the outer stream this chunk occupied (data and `.hmac`).
+    public let storedSize: Int64
+}
+
+/// Reads the chunks of the outer backup stream in order (FORMAT.md §3.4):
+/// member names and order checked by `ChunkSequence`, a v2/v3 chunk joined
+/// with its `.hmac`, sizes capped before anything is held in memory.
+public final class ChunkReader {
+    private let reader: TarReader
+    private var sequence: ChunkSequence
+    public let maximumChunkSize: Int
+    private let buffer = IOBuffer()
+
+    public init(reader: TarReader, layout: ChunkSequence.Layout, maximumChunkSize: Int, firstIndex: Int = 0) {
+        self.reader = reader
+        self.sequence = ChunkSequence(layout: layout, firstIndex: firstIndex)
+        self.maximumChunkSize = maximumChunkSize
+    }
+
+    /// The next chunk, or nil at a proper end of the stream. `keep` sees the
+    /// name first: when it returns false the data is read past, not held.
+    public func next(keep: (ChunkName) throws(QBError) -> Bool = { _ in true }) throws(QBError) -> StoredChunk? {
+        guard let entry = try reader.next() else {
+            try sequence.finish()
+            return nil
+        }
+        let name = try sequence.accept(entry.name)
+        try Self.checkRegular(entry)
+        guard entry.size <= Int64(maximumChunkSize) else {
+            throw QBError(.limitExceeded, "chunk is larger than \(maximumChunkSize) bytes", subject: entry.name,
+                          hint: "Qubes writes 100 MiB chunks; raise the chunk size limit only for a backup you trust")
+        }
+        var bytes: [UInt8]?
+        if try keep(name) {
+            let collected = MemorySink(limit: maximumChunkSize)
+            try reader.copyContents(to: collected, buffer: buffer)
+            bytes = collected.bytes
+        }
+        guard sequence.layout == .hmacPairs else {
+            return StoredChunk(name: name, bytes: bytes, mac: nil, storedSize: entry.size)
+        }
+        guard let macEntry = try reader.next() else {
+            try sequence.finish()
+            throw QBError(.truncated, "\(name) has no .hmac", subject: name.description)
+        }
+        _ = try sequence.accept(macEntry.name)
+        try Self.checkRegular(macEntry)
+        let mac: [UInt8]
+        do throws(QBError) {
+            mac = try readAll(from: MemberContents(reader), limit: DigestLine.maximumFileSize, what: ".hmac file")
+        } catch {
+            throw error.about(macEntry.name)
+        }
+        return StoredChunk(name: name, bytes: bytes, mac: mac, storedSize: entry.size + macEntry.size)
+    }
+
+    /// The outer stream holds regular files only (FORMAT.md §3.1).
+    static func checkRegular(_ entry: TarEntry) throws(QBError) {
+        guard entry.kind == .regular else {
+            throw QBError(.malformed, "the backup stream holds something other than a regular file", subject: entry.name,
+                          hint: "not a Qubes backup, or tampered")
+        }
+    }
+}
+
+/// The current member of a tar reader as a byte source.
+public final class MemberContents: ByteSource {
+    private let reader: TarReader
+    public init(_ reader: TarReader) { self.reader = reader }
+    public func read(into buffer: IOBuffer) throws(QBError) -> Int { try reader.read(into: buffer) }
+}
+
+/// How a chunk is authenticated and opened: what comes out is released
+/// downstream, so it must be called on the whole chunk before any byte of
+/// it is used (FORMAT.md §5.3).
+public enum ChunkOpener: Sendable {
+    /// v2/v3: the chunk's HMAC against its `.hmac` text; the chunk comes out
+    /// unchanged. A nil digest tries the digests Qubes used.
+    case hmac(digest: DigestAlgorithm?, passphrase: Secret)
+    /// v4: a scrypt envelope whose passphrase binds the backup-id and the
+    /// chunk's name; the plaintext comes out.
+    case scrypt(backupID: String, passphrase: Secret, limits: ScryptLimits)
+
+    public func open(_ chunk: StoredChunk) throws(QBError) -> [UInt8] {
+        let bytes = chunk.bytes ?? []
+        switch self {
+        case .hmac(let digest, let passphrase):
+            let line = try DigestLine(parsing: chunk.mac ?? [], subject: chunk.name.description + ".hmac")
+            _ = try HMACVerifier.verify(source: MemorySource(bytes), expected: line, passphrase: passphrase,
+                                        requested: digest, subject: chunk.name.description)
+            return bytes
+        case .scrypt(let backupID, let passphrase, let limits):
+            let key = passphrase.bound(to: [backupID, chunk.name.chunk])
+            return try ScryptFile.decrypt(bytes, passphrase: key, limits: limits, subject: chunk.name.description,
+                                          wrongKeyHint: "wrong passphrase, or the chunk was renamed or comes from another backup")
+        }
+    }
+}

@@ -1,0 +1,189 @@
+import Dispatch
+import Synchronization
+
+/// A bounded hand-over of bytes from one thread to another: the writing side
+/// is a `ByteSink` at the end of a push pipeline (decrypt, decompress), the
+/// reading side a `ByteSource` for a pull parser (`TarReader`) running on
+/// its own thread. It lets one process stream a backed-up file through all
+/// stages at once, the way a shell pipeline does, with memory bounded by
+/// `blocks` copies of the largest write.
+///
+/// Either side can fail: a failed reader makes the next write throw
+/// `ByteChannel.readerStopped` (the writer then collects the reader's own
+/// error), and a failed writer makes the reader throw the writer's error.
+/// Volume marks let a multi-volume archive (v2) travel through one channel.
+public final class ByteChannel: @unchecked Sendable {
+    // @unchecked: all mutable state is inside `state`; the semaphores are
+    // thread-safe.
+    private enum Item {
+        case bytes([UInt8])
+        case endOfVolume
+        case end
+    }
+
+    private struct State {
+        var queue: [Item] = []
+        var head = 0
+        var writerError: QBError?
+        var readerStopped = false
+    }
+
+    /// What a write throws once the reader has stopped; the reader's own
+    /// error is the one to report.
+    public static let readerStopped = QBError(.io(0), "the reading side stopped")
+
+    private let state = Mutex(State())
+    private let slots: DispatchSemaphore
+    private let items = DispatchSemaphore(value: 0)
+
+    public init(blocks: Int = 4) {
+        slots = DispatchSemaphore(value: max(1, blocks))
+    }
+
+    // MARK: writing side
+
+    private func put(_ item: Item) throws(QBError) {
+        if state.withLock({ $0.readerStopped }) { throw Self.readerStopped }
+        slots.wait()
+        let stopped = state.withLock { s -> Bool in
+            if s.readerStopped { return true }
+            s.queue.append(item)
+            return false
+        }
+        if stopped { slots.signal(); throw Self.readerStopped }
+        items.signal()
+    }
+
+    public func write(_ bytes: RawSpan) throws(QBError) {
+        if bytes.byteCount == 0 { return }
+        var copy: [UInt8] = []
+        copy.reserveCapacity(bytes.byteCount)
+        copy.append(contentsOf: bytes)
+        try put(.bytes(copy))
+    }
+
+    /// Ends the current volume; the reader's volume source returns end of
+    /// input and the next `nextVolume()` starts on what follows.
+    public func endVolume() throws(QBError) { try put(.endOfVolume) }
+
+    /// Ends the stream.
+    public func finish() throws(QBError) { try put(.end) }
+
+    /// The writer failed: the reader throws `error` at its next read.
+    public func abort(_ error: QBError) {
+        state.withLock { if $0.writerError == nil { $0.writerError = error } }
+        items.signal()
+    }
+
+    // MARK: reading side
+
+    /// The reader failed or is done early: writers stop.
+    public func stopReading() {
+        state.withLock { $0.readerStopped = true }
+        slots.signal()
+    }
+
+    private var pending: [UInt8] = []
+    private var pendingOffset = 0
+    private var atVolumeEnd = false
+    private var atEnd = false
+
+    private func take() throws(QBError) -> Item {
+        while true {
+            items.wait()
+            let result = state.withLock { s -> Result<Item, QBError>? in
+                if s.head < s.queue.count {
+                    let item = s.queue[s.head]
+                    s.queue[s.head] = .end
+                    s.head += 1
+                    if s.head == s.queue.count { s.queue.removeAll(keepingCapacity: true); s.head = 0 }
+                    return .success(item)
+                }
+                if let e = s.writerError { return .failure(e) }
+                return nil
+            }
+            switch result {
+            case .success(let item)?:
+                slots.signal()
+                return item
+            case .failure(let error)?:
+                items.signal()  // later reads see the error too
+                throw error
+            case nil:
+                continue
+            }
+        }
+    }
+
+    /// Reads within the current volume; 0 at its end (or the stream's).
+    fileprivate func readVolume(into buffer: IOBuffer) throws(QBError) -> Int {
+        while pendingOffset == pending.count {
+            if atVolumeEnd || atEnd { return 0 }
+            switch try take() {
+            case .bytes(let b): pending = b; pendingOffset = 0
+            case .endOfVolume: atVolumeEnd = true
+            case .end: atEnd = true
+            }
+        }
+        let n = min(buffer.freeCapacity, pending.count - pendingOffset)
+        buffer.append(pending[pendingOffset..<(pendingOffset + n)])
+        pendingOffset += n
+        return n
+    }
+
+    /// Moves past a volume end; false at the end of the stream.
+    fileprivate func startNextVolume() throws(QBError) -> Bool {
+        // Drain whatever the reader left of the current volume.
+        let scratch = IOBuffer(capacity: 1 << 16)
+        while !atVolumeEnd && !atEnd {
+            scratch.clear()
+            if try readVolume(into: scratch) == 0 { break }
+        }
+        if atEnd { return false }
+        atVolumeEnd = false
+        // A stream that ends right after a volume end has no further volume.
+        pending = []; pendingOffset = 0
+        switch try take() {
+        case .bytes(let b): pending = b; return true
+        case .endOfVolume: atVolumeEnd = true; return true
+        case .end: atEnd = true; return false
+        }
+    }
+
+    /// The reading side as one stream: volume marks are not expected.
+    public var source: ByteSource { ChannelSource(channel: self) }
+
+    /// The reading side as the volumes of a multi-volume archive.
+    public var volumes: TarVolumeSequence { ChannelVolumes(channel: self) }
+}
+
+extension ByteChannel: ByteSink {}
+
+private final class ChannelSource: ByteSource {
+    let channel: ByteChannel
+    init(channel: ByteChannel) { self.channel = channel }
+    func read(into buffer: IOBuffer) throws(QBError) -> Int { try channel.readVolume(into: buffer) }
+}
+
+private final class ChannelVolumes: TarVolumeSequence {
+    let channel: ByteChannel
+    var started = false
+    init(channel: ByteChannel) { self.channel = channel }
+
+    func nextVolume() throws(QBError) -> ByteSource? {
+        if !started {
+            started = true
+            return ChannelSource(channel: channel)
+        }
+        return try channel.startNextVolume() ? ChannelSource(channel: channel) : nil
+    }
+}
+
+/// A ByteSink over one volume of a channel: finishing it ends the volume,
+/// not the stream (one v2 chunk's decrypt → decompress chain ends here).
+public final class ChannelVolumeSink: ByteSink {
+    private let channel: ByteChannel
+    public init(_ channel: ByteChannel) { self.channel = channel }
+    public func write(_ bytes: RawSpan) throws(QBError) { try channel.write(bytes) }
+    public func finish() throws(QBError) { try channel.endVolume() }
+}
