@@ -380,19 +380,6 @@ private func scriptRun(_ body: String, in scratch: ScratchDirectory) throws -> R
         }
     }
 
-    @Test func manPageListsEveryOption() throws {
-        let help = try run("qb-untar", ["--help"]).stdoutText
-        let man = try String(contentsOf: Repo.root.appendingPathComponent("man/qb-untar.1"), encoding: .utf8)
-        let longOptions = help.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "," })
-            .filter { $0.hasPrefix("--") && $0.count > 2 }.map { String($0.dropFirst(2)).split(separator: "[")[0] }
-        #expect(longOptions.count >= 10)
-        for option in Set(longOptions) where option != "help" {
-            #expect(man.contains("Fl -\(option)"), "\(option) missing from man/qb-untar.1")
-        }
-        let lint = try run("mandoc", ["-Tlint", "-Wwarning", Repo.root.appendingPathComponent("man/qb-untar.1").path])
-        #expect(lint.status == 0 && lint.stdoutText.isEmpty, "\(lint.stdoutText)")
-    }
-
     /// Cuts archives at every 512-byte boundary and at odd offsets: a cut
     /// before the first end-of-archive block never succeeds, is reported as
     /// truncated, and leaves no file whose content differs from the original

@@ -147,3 +147,51 @@ public struct Manifest: Decodable {
         try JSONSerialization.jsonObject(with: Data(contentsOf: Repo.fixture("manifest.json"))) as! [String: Any]
     }
 }
+
+extension Manifest {
+    /// The fixture's entry of the full JSON.
+    public static func entry(_ file: String) throws -> [String: Any] {
+        let all = try json()["fixtures"] as! [[String: Any]]
+        return all.first { $0["file"] as? String == file }!
+    }
+
+    /// Compares a restored tree with the fixture's `expected` files (content by
+    /// sha256sum, size, holes by allocated blocks, symlink targets) and
+    /// returns what differs. `place(vm, subdir, path)` says where the file
+    /// with manifest path `path` should be, relative to `root`.
+    public static func mismatches(_ fixture: [String: Any], under root: URL,
+                                  place: (_ vm: String, _ subdir: String, _ path: String) -> String?) throws -> [String] {
+        var problems: [String] = []
+        for (vm, value) in fixture["expected"] as! [String: Any] where vm != "qubes.xml" {
+            let group = value as! [String: Any]
+            let subdir = group["subdir"] as? String ?? ""
+            for (path, facts) in group["files"] as! [String: [String: Any]] {
+                guard let relative = place(vm, subdir, path) else { continue }
+                let url = root.appendingPathComponent(relative)
+                if let target = facts["symlink"] as? String {
+                    let actual = try? FileManager.default.destinationOfSymbolicLink(atPath: url.path)
+                    if actual != target { problems.append("\(relative): symlink to \(actual ?? "nothing"), expected \(target)") }
+                    continue
+                }
+                guard let attributes = try? FileManager.default.attributesOfItem(atPath: url.path) else {
+                    problems.append("\(relative): missing")
+                    continue
+                }
+                if (attributes[.size] as? NSNumber)?.intValue != facts["size"] as? Int { problems.append("\(relative): size") }
+                if try sha256(of: url) != facts["sha256"] as? String { problems.append("\(relative): content") }
+                if facts["sparse"] as? Bool == true {
+                    let blocks = try run("stat", ["-c", "%b", url.path]).stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+                    if (Int(blocks) ?? .max) * 512 >= (facts["size"] as! Int) { problems.append("\(relative): not sparse") }
+                }
+            }
+        }
+        return problems
+    }
+
+    /// Where qb-restore puts a manifest path: `vm3/private.img` of VM work
+    /// in `work/private.img`, dom0's home in `dom0-home/USER/…`.
+    public static func restoredPlace(_ vm: String, _ subdir: String, _ path: String) -> String {
+        if subdir.hasPrefix("dom0-home") { return path }
+        return vm + "/" + path.dropFirst(subdir.count)
+    }
+}
