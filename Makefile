@@ -2,6 +2,7 @@
 #   make demo    restore the bundled sample backup, step by step
 #   make check   install what is missing, build, run every test, lint man pages
 #   make bench   compare speed and memory with the manual procedure
+#                (QB_BENCH_IMAGE_MB=2048 image size; see bench/restore.sh)
 #   make install PREFIX=/usr/local DESTDIR=
 
 SWIFT    ?= swift
@@ -53,6 +54,7 @@ demo: deps
 bench: deps
 	$(SWIFT) build -c release
 	@PATH="$$($(SWIFT) build -c release --show-bin-path):$$PATH" ./bench/run.sh
+	@PATH="$$($(SWIFT) build -c release --show-bin-path):$$PATH" ./bench/restore.sh
 
 install: all
 	install -d $(BINDIR) $(MANDIR)/man1 $(MANDIR)/man5 $(MANDIR)/man7
