@@ -51,7 +51,7 @@ build_v3() {
     rm -rf stage && mkdir -p stage/vm3
     printf 'version=3\nhmac-algorithm=SHA512\ncrypto-algorithm=aes-256-cbc\nencrypted=True\ncompressed=True\ncompression-filter=gzip\n' > stage/backup-header
     openssl dgst -sha512 -hmac "$QB_BENCH_PASS" < stage/backup-header > stage/backup-header.hmac
-    local enc="openssl enc -e -aes-256-cbc -md MD5 -pass env:QB_BENCH_PASS"
+    local enc="openssl enc -e -aes-256-cbc -md MD5 -pass env:QB_BENCH_PASS 2>/dev/null"
     chunked qubes.xml bash -c "tar -C src -cf - qubes.xml | gzip | $enc"
     chunked vm3/private.img bash -c "tar -C src --sparse -cf - vm3/private.img | gzip | $enc"
     { member backup-header; member backup-header.hmac
@@ -63,14 +63,14 @@ build_v3() {
 }
 build_v4() {  # logN
     rm -rf stage && mkdir -p stage/vm3
-    printf 'version=4\nhmac-algorithm=scrypt\ncrypto-algorithm=scrypt\nencrypted=True\ncompressed=True\ncompression-filter=gzip\nbackup-id=BENCH-20261123\n' > stage/backup-header
+    printf 'version=4\nhmac-algorithm=scrypt\nencrypted=True\ncompressed=True\ncompression-filter=gzip\nbackup-id=20261123T120000-4242\n' > stage/backup-header
     printf '%s\n' "backup-header!$QB_BENCH_PASS" | scrypt enc -P --logN "$1" -r 8 -p 1 stage/backup-header stage/backup-header.hmac
     chunked qubes.xml bash -c "tar -C src -cf - qubes.xml | gzip"
     chunked vm3/private.img bash -c "tar -C src --sparse -cf - vm3/private.img | gzip"
     { member backup-header; member backup-header.hmac
       for c in stage/qubes.xml.??? stage/vm3/private.img.???; do
           c=${c#stage/}
-          printf '%s\n' "BENCH-20261123!$c!$QB_BENCH_PASS" | scrypt enc -P --logN "$1" -r 8 -p 1 "stage/$c" "stage/$c.enc"
+          printf '%s\n' "20261123T120000-4242!$c!$QB_BENCH_PASS" | scrypt enc -P --logN "$1" -r 8 -p 1 "stage/$c" "stage/$c.enc"
           member "$c.enc"
       done; } > v4.qubes
 }
@@ -135,11 +135,11 @@ for variant in cheap default; do
         printf '%s\n' \"backup-header!\$QB_BENCH_PASS\" | scrypt dec -P backup-header.hmac backup-header.verified
         cmp backup-header backup-header.verified
         for f in \$(ls vm3/private.img.*.enc | sort -V); do
-            printf '%s\n' \"BENCH-20261123!\${f%.enc}!\$QB_BENCH_PASS\" | scrypt dec -P \$f
+            printf '%s\n' \"20261123T120000-4242!\${f%.enc}!\$QB_BENCH_PASS\" | scrypt dec -P \$f
         done > private.img.gz
         gzip -d private.img.gz && tar -xf private.img" "v4-$variant"
     measure qb-tools "mkdir work; qb-untar -i --tar 'vm3/private.img.[0-9]*' < $B \
-        | qb-decrypt --chunks --backup-id BENCH-20261123 --passphrase env:QB_BENCH_PASS | qb-decompress -f gzip \
+        | qb-decrypt --chunks --backup-id 20261123T120000-4242 --passphrase env:QB_BENCH_PASS | qb-decompress -f gzip \
         | qb-untar -x --within vm3/private.img --strip-components 1 -C work" "v4-$variant"
     measure qb-restore "qb-restore --no-progress --passphrase env:QB_BENCH_PASS $B" "v4-$variant"
 done
