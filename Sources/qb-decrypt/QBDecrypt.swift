@@ -92,9 +92,9 @@ struct QBDecrypt: QBCommand {
                 }
                 id = headerID
             }
-            let decryptor = EnvelopeChunkDecryptor(backupID: id!, passphrase: secret, limits: ScryptLimits(maximumMemory: maxMemory),
-                                                   maximumChunkSize: maxSize, parallelism: jobs)
-            try decryptor.run(reader: TarReader(source: input), sink: output)
+            let chunks = ChunkReader(reader: TarReader(source: input), layout: .envelopes, maximumChunkSize: maxSize)
+            try ChunkStream.release(chunks, opener: .scrypt(backupID: id!, passphrase: secret, limits: ScryptLimits(maximumMemory: maxMemory)),
+                                    parallelism: jobs, to: output)
             return
         }
         if scrypt {

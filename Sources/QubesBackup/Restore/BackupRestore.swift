@@ -6,16 +6,13 @@ public struct RestoreOptions: Sendable {
     public var maximumChunkSize: Int
     public var scryptLimits: ScryptLimits
     public var decompression: DecompressionOptions
-    public var extraction: TarExtractor.Options
 
     public init(parallelism: Int, maximumChunkSize: Int = 1 << 30, scryptLimits: ScryptLimits = .default,
-                decompression: DecompressionOptions = DecompressionOptions(),
-                extraction: TarExtractor.Options = TarExtractor.Options()) {
+                decompression: DecompressionOptions = DecompressionOptions()) {
         self.parallelism = parallelism
         self.maximumChunkSize = maximumChunkSize
         self.scryptLimits = scryptLimits
         self.decompression = decompression
-        self.extraction = extraction
     }
 }
 
@@ -99,26 +96,23 @@ public final class BackupRestore {
     /// returns its VMs (FORMAT.md §9); nil when the backup has none there.
     public func readVMList() throws(QBError) -> [VMEntry]? {
         guard let chunks, let opener, let header else { throw QBError(.usage, "read the header first") }
+        var next = try chunks.next()
+        guard next?.name.file == "qubes.xml" else {
+            lookahead = next
+            observer?.warning("no qubes.xml after the header: VMs are known only by their backup directory (vm3, …)")
+            return nil
+        }
         let pipeline = try FilePipeline(file: "qubes.xml", header: header, passphrase: passphrase, decompression: options.decompression,
                                         target: InnerArchiveTarget(directory: nil,
                                                                    relocation: try MemberRelocation(within: "qubes.xml", stripComponents: 0),
                                                                    captureLimit: XMLDocument.maximumSize))
-        var sawAny = false
         do throws(QBError) {
-            while let chunk = try chunks.next() {
-                guard chunk.name.file == "qubes.xml" else {
-                    lookahead = chunk
-                    break
-                }
-                sawAny = true
+            while let chunk = next, chunk.name.file == "qubes.xml" {
                 qubesXMLChunks += 1
                 try pipeline.deliver(try opener.open(chunk))
+                next = try chunks.next()
             }
-            guard sawAny else {
-                observer?.warning("no qubes.xml after the header: VMs are known only by their backup directory (vm3, …)")
-                _ = pipeline.fail(QBError(.truncated, "no qubes.xml"))
-                return nil
-            }
+            lookahead = next
         } catch {
             throw pipeline.fail(error)
         }
@@ -179,9 +173,7 @@ public final class BackupRestore {
                 }
                 files[files.count - 1].chunks += 1
                 if let pipeline = current {
-                    // The lookahead chunk was kept whatever its route; others only when streamed.
-                    let stored = chunk
-                    try jobs.submit({ () throws(QBError) -> [UInt8] in try opener.open(stored) },
+                    try jobs.submit({ () throws(QBError) -> [UInt8] in try opener.open(chunk) },
                                     deliver: { (bytes: [UInt8]) throws(QBError) in try pipeline.deliver(bytes) })
                 }
                 next = try chunks.next(keep: { (name) throws(QBError) -> Bool in

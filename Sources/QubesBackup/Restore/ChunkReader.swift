@@ -7,8 +7,6 @@ public struct StoredChunk: Sendable {
     public let bytes: [UInt8]?
     /// v2/v3: the text of `X.NNN.hmac`.
     public let mac: [UInt8]?
-    /// Bytes of the outer stream this chunk occupied (data and `.hmac`).
-    public let storedSize: Int64
 }
 
 /// Reads the chunks of the outer backup stream in order (FORMAT.md §3.4):
@@ -46,7 +44,7 @@ public final class ChunkReader {
             bytes = collected.bytes
         }
         guard sequence.layout == .hmacPairs else {
-            return StoredChunk(name: name, bytes: bytes, mac: nil, storedSize: entry.size)
+            return StoredChunk(name: name, bytes: bytes, mac: nil)
         }
         guard let macEntry = try reader.next() else {
             try sequence.finish()
@@ -60,7 +58,7 @@ public final class ChunkReader {
         } catch {
             throw error.about(macEntry.name)
         }
-        return StoredChunk(name: name, bytes: bytes, mac: mac, storedSize: entry.size + macEntry.size)
+        return StoredChunk(name: name, bytes: bytes, mac: mac)
     }
 
     /// The outer stream holds regular files only (FORMAT.md §3.1).
