@@ -15,7 +15,7 @@ MANPAGES  = $(wildcard man/*.1 man/*.5 man/*.7)
 
 # Build libraries, plus the real programs the interop tests and the
 # benchmark compare against.
-PACKAGES  = libssl-dev zlib1g-dev libbz2-dev liblzma-dev libzstd-dev libisal-dev \
+PACKAGES  = libssl-dev zlib1g-dev libbz2-dev liblzma-dev libzstd-dev libisal-dev libscrypt-kdf-dev \
             openssl scrypt mandoc tar gzip pigz bzip2 pbzip2 xz-utils zstd libarchive-tools pkg-config time python3
 
 .PHONY: all deps build check check-fresh test lint-man demo install uninstall clean bench

@@ -203,6 +203,39 @@ import QBTestSupport
         }
     }
 
+    /// With a second core, qubes.xml's key is derived while the header's
+    /// is, under the backup-id the header claims. A header whose backup-id
+    /// was changed must still be refused at the header, by every -j, with
+    /// nothing written; one left as it was restores the same either way.
+    @Test(arguments: ["1", "2"])
+    func aV4HeaderIsAuthenticatedBeforeItsBackupIDIsUsed(jobs: String) throws {
+        let dir = try ScratchDirectory()
+        let edit = try run("python3", ["-c", """
+            import sys
+            data = bytearray(open(sys.argv[1], 'rb').read())
+            old = b'backup-id=20'
+            at = data.index(old)
+            assert data.find(old, at + 1) == -1
+            data[at:at + len(old)] = b'backup-id=19'
+            open(sys.argv[2], 'wb').write(data)
+            """, Repo.fixture("v4-gzip.qubes").path, dir.file("tampered.qubes").path])
+        #expect(edit.status == 0, "\(edit.stderr)")
+        try FileManager.default.createDirectory(at: dir.file("target"), withIntermediateDirectories: true)
+        let r = try run("qb-restore", ["-j", jobs, "--passphrase", "env:P", "-C", "target", "tampered.qubes"],
+                        environment: ["P": "qubes"], directory: dir.url)
+        #expect(r.status == 1, "\(r.stderr)")
+        #expect(r.stderr == "qb-restore: backup-header: does not match its authenticated copy (wrong passphrase or tampered backup)\n")
+        #expect(dir.listing().allSatisfy { !$0.hasPrefix("target/") }, "\(dir.listing())")
+
+        let good = try Self.restore("v4-gzip.qubes", into: dir, extra: ["-j", jobs], vms: ["work"])
+        #expect(good.status == 0, "\(good.stderr)")
+        let problems = try Manifest.mismatches(try Manifest.entry("v4-gzip.qubes"), under: dir.file("target")) { vm, subdir, path in
+            vm == "work" ? Manifest.restoredPlace(vm, subdir, path) : nil
+        }
+        #expect(problems.isEmpty, "\(problems)")
+        #expect(dir.listing().contains("target/work/private.img"), "\(dir.listing())")
+    }
+
     @Test func aBackupReadFromATerminalOrWithoutPassphraseIsRefused() throws {
         let r = try shell("setsid -w qb-restore --list \(Repo.fixture("v3-aes-gzip.qubes").path) < /dev/null")
         #expect(r.status == 2)

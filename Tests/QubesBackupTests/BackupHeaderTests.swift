@@ -70,6 +70,18 @@ private func parse(_ text: String) throws(QBError) -> BackupHeader {
         }
     }
 
+    /// What restore derives ahead with: the parser's backup-id when the header
+    /// is Qubes', nothing when the claim is absent or unusable.
+    @Test func claimedBackupIDAgreesWithTheParser() throws {
+        let bytes = Array(Self.r4.utf8)
+        #expect(BackupHeader.claimedBackupID(in: bytes) == (try parse(Self.r4)).backupID)
+        #expect(BackupHeader.claimedBackupID(in: Array(Self.r4.replacingFirst("\n", "\r\n").utf8)) == "20230405T123455-1234")
+        #expect(BackupHeader.claimedBackupID(in: Array(Self.r3.utf8)) == nil)
+        #expect(BackupHeader.claimedBackupID(in: Array("backup-id=\nversion=4\n".utf8)) == nil)
+        #expect(BackupHeader.claimedBackupID(in: Array("backup-id=a b\n".utf8)) == nil)
+        #expect(BackupHeader.claimedBackupID(in: Array(repeating: UInt8(ascii: "a"), count: BackupHeader.maximumSize + 1)) == nil)
+    }
+
     @Test func oversizedHeaderIsRefused() {
         let huge = Array(repeating: UInt8(ascii: "a"), count: BackupHeader.maximumSize + 1)
         #expect { try BackupHeader(parsing: huge) } throws: { ($0 as? QBError)?.kind == .limitExceeded }

@@ -35,7 +35,8 @@ import QBTestSupport
 
     /// Parameters are read before authentication: a hostile header with a
     /// correct checksum must be refused before the KDF allocates anything.
-    @Test(arguments: [(40, 8, 1), (22, 8, 1), (20, 8, 65), (21, 9, 1)])
+    /// The last case fits 128·r·N but not the p blocks the KDF also holds.
+    @Test(arguments: [(40, 8, 1), (22, 8, 1), (20, 8, 65), (21, 9, 1), (1, 1 << 18, 64)])
     func hostileParametersAreRefused(logN: Int, r: Int, p: Int) throws {
         var env = try envelope([1, 2, 3], passphrase: "k")
         env[7] = UInt8(logN)

@@ -1,8 +1,9 @@
 /// Resource limits for scrypt parameters, which are read before any
 /// authentication and are therefore attacker-controlled (FORMAT.md §6.2).
 public struct ScryptLimits: Sendable, Equatable {
-    /// Largest 128·r·N in bytes. Qubes' default parameters (logN 20, r 8) need
-    /// 1 GiB; the default allows twice that.
+    /// Largest memory a derivation may take, 128·r·(N + p + 2) bytes. Qubes'
+    /// default parameters (logN 20, r 8, p 1) need just over 1 GiB; the
+    /// default allows twice that.
     public var maximumMemory: Int
     /// Largest p (parallel work factor).
     public var maximumP: Int
@@ -29,8 +30,11 @@ public struct ScryptHeader: Sendable {
     let signed: [UInt8]
     let headerMAC: [UInt8]
 
-    /// Memory the derivation needs, in bytes.
-    public var memory: Int { 128 * r * (1 << logN) }
+    /// Memory the derivation needs, in bytes: N blocks of 128·r for the
+    /// memory-hard step, p for the PBKDF2 output it mixes, 2 of scratch.
+    public var memory: Int { 128 * r * Self.blocks(logN: logN, p: p) }
+
+    private static func blocks(logN: Int, p: Int) -> Int { (1 << logN) + p + 2 }
 
     /// Checks magic, version and checksum, then the parameters against `limits`
     /// — before any key derivation can allocate anything.
@@ -49,7 +53,7 @@ public struct ScryptHeader: Sendable {
         guard logN >= 1, logN <= 63, r >= 1, p >= 1, r * p < 1 << 30 else {
             throw QBError(.malformed, "invalid scrypt parameters logN \(logN), r \(r), p \(p)", subject: subject)
         }
-        let tooMuchMemory = logN > 40 || r > limits.maximumMemory / 128 / (1 << logN)
+        let tooMuchMemory = logN > 40 || r > limits.maximumMemory / 128 / Self.blocks(logN: logN, p: p)
         guard !tooMuchMemory, p <= limits.maximumP else {
             throw QBError(.limitExceeded, "scrypt parameters logN \(logN), r \(r), p \(p) exceed the work limit", subject: subject,
                           hint: "at most \(limits.maximumMemory) bytes and p \(limits.maximumP); raise the limit only for a backup you trust")
@@ -62,8 +66,7 @@ public struct ScryptHeader: Sendable {
     /// The expensive, memory-hard step; independent per envelope, so it can
     /// run for several chunks at once.
     public func deriveKey(passphrase: Secret) throws(QBError) -> ScryptKey {
-        let dk = try OpenSSLPrimitives.scrypt(passphrase: passphrase, salt: salt, logN: logN, r: r, p: p,
-                                              memoryCeiling: memory + (64 << 20), length: 64)
+        let dk = try ScryptKDF.derive(passphrase: passphrase, salt: salt, logN: logN, r: r, p: p, length: 64)
         return ScryptKey(derived: dk)
     }
 }

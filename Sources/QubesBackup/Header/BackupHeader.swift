@@ -157,6 +157,21 @@ public struct BackupHeader: Sendable, Equatable {
         do { return try CompressionFilter(headerName: name) } catch { throw error.about("backup-header") }
     }
 
+    /// The backup-id an unauthenticated header claims, found without parsing
+    /// it: for starting key derivations early (`BackupRestore`), never for
+    /// believing. A header that parses to another backup-id, or not at all,
+    /// makes the guess worthless, not wrong.
+    public static func claimedBackupID(in bytes: [UInt8]) -> String? {
+        guard bytes.count <= maximumSize else { return nil }
+        let key = Array("backup-id=".utf8)
+        for line in splitLines(bytes) where line.starts(with: key) {
+            let value = line.dropFirst(key.count)
+            guard !value.isEmpty, value.allSatisfy(isHeaderCharacter) else { return nil }
+            return String(decoding: value, as: UTF8.self)
+        }
+        return nil
+    }
+
     static func looksLikeQubesBackupID(_ id: String) -> Bool {
         let b = Array(id.utf8)
         guard b.count >= 17, b[8] == UInt8(ascii: "T"), b[15] == UInt8(ascii: "-") else { return false }

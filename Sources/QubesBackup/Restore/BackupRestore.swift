@@ -43,8 +43,13 @@ public final class BackupRestore {
     private var opener: ChunkOpener?
     /// How many chunks qubes.xml had.
     public private(set) var qubesXMLChunks = 0
-    /// The chunk read after qubes.xml's last one, before routes were known.
-    private var lookahead: StoredChunk?
+    /// The next chunk, read ahead of its turn: after qubes.xml's last one,
+    /// before routes were known; or qubes.xml's first, during the header's
+    /// key derivation. A failure to read it is reported in its turn.
+    private var lookahead: Result<StoredChunk?, QBError>?
+    /// v4: qubes.xml's first chunk, opened while the header's own key was
+    /// derived, and the backup-id it was opened under.
+    private var speculation: (backupID: String, opened: WorkerThread<[UInt8]>)?
 
     public init(source: ByteSource, passphrase: Secret, options: RestoreOptions, observer: RestoreObserver? = nil) {
         self.reader = TarReader(source: source, options: .init(ignoreZeros: true))
@@ -57,9 +62,22 @@ public final class BackupRestore {
     public func readHeader() throws(QBError) -> BackupHeader {
         let headerBytes = try readSmallMember(named: "backup-header", limit: BackupHeader.maximumSize)
         let macBytes = try readSmallMember(named: "backup-header.hmac", limit: DigestLine.maximumFileSize)
-        let method = try HeaderAuthentication.verify(header: headerBytes, hmacFile: macBytes, passphrase: passphrase)
-        let header = try BackupHeader(parsing: headerBytes)
-        try HeaderAuthentication.checkConsistency(header, method: method)
+        if ScryptEnvelope.hasMagic(macBytes), options.parallelism > 1 { startSpeculation(headerBytes) }
+        let method: AuthenticationMethod
+        let header: BackupHeader
+        do throws(QBError) {
+            method = try HeaderAuthentication.verify(header: headerBytes, hmacFile: macBytes, passphrase: passphrase)
+            header = try BackupHeader(parsing: headerBytes)
+            try HeaderAuthentication.checkConsistency(header, method: method)
+        } catch {
+            _ = speculation?.opened.join()
+            speculation = nil
+            throw error
+        }
+        if let guess = speculation, guess.backupID != header.backupID {
+            _ = guess.opened.join()
+            speculation = nil
+        }
         for warning in header.warnings { observer?.warning("backup-header: " + warning) }
         switch method {
         case .scrypt:
@@ -70,11 +88,51 @@ public final class BackupRestore {
         case .hmac(let digest):
             opener = .hmac(digest: digest, passphrase: passphrase)
         }
-        chunks = ChunkReader(reader: reader, layout: header.version == 4 ? .envelopes : .hmacPairs,
-                             maximumChunkSize: options.maximumChunkSize)
+        if chunks == nil {
+            chunks = ChunkReader(reader: reader, layout: header.version == 4 ? .envelopes : .hmacPairs,
+                                 maximumChunkSize: options.maximumChunkSize)
+        }
         self.header = header
         self.authentication = method
         return header
+    }
+
+    /// Key derivation, not data, bounds a v4 restore, and qubes.xml's key
+    /// would otherwise wait for the header's: with a second core, its first
+    /// chunk is read and opened now, under the backup-id the header claims.
+    /// The guess is used only if the header then authenticates with that
+    /// backup-id. Until then nothing from the header is believed: the claim
+    /// is only a KDF input, and the work is bounded by the same scrypt limits
+    /// every chunk's unauthenticated envelope header already is.
+    private func startSpeculation(_ headerBytes: [UInt8]) {
+        guard let backupID = BackupHeader.claimedBackupID(in: headerBytes) else { return }
+        let early = ChunkReader(reader: reader, layout: .envelopes, maximumChunkSize: options.maximumChunkSize)
+        chunks = early
+        let next = Result { () throws(QBError) -> StoredChunk? in try early.next() }
+        lookahead = next
+        guard case .success(let chunk?) = next, chunk.name.file == "qubes.xml" else { return }
+        let opener = ChunkOpener.scrypt(backupID: backupID, passphrase: passphrase, limits: options.scryptLimits)
+        if let thread = try? WorkerThread({ () throws(QBError) -> [UInt8] in try opener.open(chunk) }) {
+            speculation = (backupID, thread)
+        }
+    }
+
+    /// The next chunk of the outer stream, the one read ahead first.
+    private func nextChunk(keep: (ChunkName) throws(QBError) -> Bool = { _ in true }) throws(QBError) -> StoredChunk? {
+        if let early = lookahead {
+            lookahead = nil
+            return try early.get()
+        }
+        return try chunks!.next(keep: keep)
+    }
+
+    /// Opens a chunk, with the key derived ahead when there is one.
+    private func open(_ chunk: StoredChunk, with opener: ChunkOpener) throws(QBError) -> [UInt8] {
+        if let guess = speculation, chunk.name.file == "qubes.xml", chunk.name.index == 0 {
+            speculation = nil
+            return try guess.opened.join().get()
+        }
+        return try opener.open(chunk)
     }
 
     private func readSmallMember(named name: String, limit: Int) throws(QBError) -> [UInt8] {
@@ -95,10 +153,10 @@ public final class BackupRestore {
     /// Authenticates and reads `qubes.xml`, which follows the header, and
     /// returns its VMs (FORMAT.md §9); nil when the backup has none there.
     public func readVMList() throws(QBError) -> [VMEntry]? {
-        guard let chunks, let opener, let header else { throw QBError(.usage, "read the header first") }
-        var next = try chunks.next()
+        guard let opener, let header else { throw QBError(.usage, "read the header first") }
+        var next = try nextChunk()
         guard next?.name.file == "qubes.xml" else {
-            lookahead = next
+            lookahead = .success(next)
             observer?.warning("no qubes.xml after the header: VMs are known only by their backup directory (vm3, …)")
             return nil
         }
@@ -109,10 +167,10 @@ public final class BackupRestore {
         do throws(QBError) {
             while let chunk = next, chunk.name.file == "qubes.xml" {
                 qubesXMLChunks += 1
-                try pipeline.deliver(try opener.open(chunk))
-                next = try chunks.next()
+                try pipeline.deliver(try open(chunk, with: opener))
+                next = try nextChunk()
             }
-            lookahead = next
+            lookahead = .success(next)
         } catch {
             throw pipeline.fail(error)
         }
@@ -134,6 +192,11 @@ public final class BackupRestore {
     @discardableResult
     public func processFiles(route: (String) throws(QBError) -> Route) throws(QBError) -> [(file: String, chunks: Int)] {
         guard let chunks, let opener, let header else { throw QBError(.usage, "read the header and qubes.xml first") }
+        if let guess = speculation {
+            // qubes.xml was never read: the guess is not needed.
+            _ = guess.opened.join()
+            speculation = nil
+        }
         let jobs = InOrderJobs(parallelism: options.parallelism)
         var files: [(file: String, chunks: Int)] = []
         var current: FilePipeline?
@@ -155,9 +218,7 @@ public final class BackupRestore {
         }
 
         do throws(QBError) {
-            var next = lookahead
-            lookahead = nil
-            if next == nil { next = try chunks.next() }
+            var next = try nextChunk()
             while let chunk = next {
                 let file = chunk.name.file
                 if files.last?.file != file {
@@ -174,7 +235,10 @@ public final class BackupRestore {
                 files[files.count - 1].chunks += 1
                 if let pipeline = current {
                     try jobs.submit({ () throws(QBError) -> [UInt8] in try opener.open(chunk) },
-                                    deliver: { (bytes: [UInt8]) throws(QBError) in try pipeline.deliver(bytes) })
+                                    deliver: { (bytes: consuming [UInt8]) throws(QBError) in
+                                        try pipeline.deliver(bytes)
+                                        chunks.recycle(bytes)
+                                    })
                 }
                 next = try chunks.next(keep: { (name) throws(QBError) -> Bool in
                     if case .stream = try decide(name.file) { return true }

@@ -18,7 +18,10 @@ public enum ChunkStream {
                 }
                 file = chunk.name.file
                 try jobs.submit({ () throws(QBError) -> [UInt8] in try opener.open(chunk) },
-                                deliver: { (bytes: [UInt8]) throws(QBError) in try sink.write(contentsOf: bytes[...]) })
+                                deliver: { (bytes: consuming [UInt8]) throws(QBError) in
+                                    try sink.write(contentsOf: bytes[...])
+                                    chunks.recycle(bytes)
+                                })
             }
             guard file != nil else { throw QBError(.truncated, "no chunks in the input", hint: "the selection matched nothing") }
             try jobs.drain()

@@ -15,10 +15,22 @@ public final class InOrderJobs {
         // is signalled and read only after waiting on it.
         let done = DispatchSemaphore(value: 0)
         var result: Result<[UInt8], QBError> = .failure(QBError(.io(0), "job did not run"))
+        private var work: (@Sendable () throws(QBError) -> [UInt8])?
+
+        init(_ work: @escaping @Sendable () throws(QBError) -> [UInt8]) { self.work = work }
+
+        /// Drops the work, and what it captured, before the result is handed
+        /// over: a chunk's bytes are then referenced once, and their memory
+        /// can be reused after delivery.
+        func run() {
+            guard let work else { return }
+            self.work = nil
+            result = Result { () throws(QBError) -> [UInt8] in try work() }
+        }
     }
 
     private enum Entry {
-        case job(Job, deliver: ([UInt8]) throws(QBError) -> Void)
+        case job(Job, deliver: (consuming [UInt8]) throws(QBError) -> Void)
         case step(() throws(QBError) -> Void)
     }
 
@@ -36,12 +48,12 @@ public final class InOrderJobs {
     /// Starts `work` and queues `deliver` for its result; delivers older
     /// results first when too many are waiting.
     public func submit(_ work: @escaping @Sendable () throws(QBError) -> [UInt8],
-                       deliver: @escaping ([UInt8]) throws(QBError) -> Void) throws(QBError) {
-        let job = Job()
+                       deliver: @escaping (consuming [UInt8]) throws(QBError) -> Void) throws(QBError) {
+        let job = Job(work)
         let running = self.running
         DispatchQueue.global().async {
             running.wait()
-            job.result = Result { () throws(QBError) -> [UInt8] in try work() }
+            job.run()
             running.signal()
             job.done.signal()
         }
@@ -94,7 +106,7 @@ public final class InOrderJobs {
             jobsWaiting -= 1
             let bytes = try job.result.get()
             job.result = .success([])
-            try deliver(bytes)
+            try deliver(consume bytes)
         case .step(let step):
             try step()
         }

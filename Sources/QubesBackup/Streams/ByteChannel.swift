@@ -26,6 +26,9 @@ public final class ByteChannel: @unchecked Sendable {
         var head = 0
         var writerError: QBError?
         var readerStopped = false
+        /// Blocks the reader has emptied, for the writer's next copies: fresh
+        /// memory costs a zeroed page per 4 KiB, reused memory nothing.
+        var spares: [[UInt8]] = []
     }
 
     /// What a write throws once the reader has stopped; the reader's own
@@ -36,8 +39,11 @@ public final class ByteChannel: @unchecked Sendable {
     private let slots: DispatchSemaphore
     private let items = DispatchSemaphore(value: 0)
 
+    private let blocks: Int
+
     public init(blocks: Int = 4) {
-        slots = DispatchSemaphore(value: max(1, blocks))
+        self.blocks = max(1, blocks)
+        slots = DispatchSemaphore(value: self.blocks)
     }
 
     // MARK: writing side
@@ -56,7 +62,7 @@ public final class ByteChannel: @unchecked Sendable {
 
     public func write(_ bytes: RawSpan) throws(QBError) {
         if bytes.byteCount == 0 { return }
-        var copy: [UInt8] = []
+        var copy = state.withLock { $0.spares.popLast() } ?? []
         copy.reserveCapacity(bytes.byteCount)
         copy.append(contentsOf: bytes)
         try put(.bytes(copy))
@@ -119,7 +125,10 @@ public final class ByteChannel: @unchecked Sendable {
     fileprivate func readVolume(into buffer: IOBuffer) throws(QBError) -> Int {
         while pendingOffset == pending.count {
             if atVolumeEnd || atEnd { return 0 }
-            switch try take() {
+            let item = try take()
+            giveBack(&pending)
+            pendingOffset = 0
+            switch item {
             case .bytes(let b): pending = b; pendingOffset = 0
             case .endOfVolume: atVolumeEnd = true
             case .end: atEnd = true
@@ -129,6 +138,16 @@ public final class ByteChannel: @unchecked Sendable {
         buffer.append(pending[pendingOffset..<(pendingOffset + n)])
         pendingOffset += n
         return n
+    }
+
+    private func giveBack(_ used: inout [UInt8]) {
+        var block: [UInt8] = []
+        swap(&block, &used)
+        guard block.capacity > 0 else { return }
+        block.removeAll(keepingCapacity: true)
+        state.withLock { s in
+            if s.spares.count < blocks { s.spares.append(block) }
+        }
     }
 
     /// Moves past a volume end; false at the end of the stream.

@@ -1,25 +1,9 @@
 internal import COpenSSL
 
-/// scrypt (RFC 7914) through OpenSSL, and AES-256-CTR for scrypt envelopes.
-/// Each call has its own contexts, so derivations can run on several threads.
+/// The OpenSSL pieces of a scrypt envelope besides the key derivation:
+/// AES-256-CTR and SHA-256. Each call has its own context, so envelopes can
+/// be opened on several threads.
 enum OpenSSLPrimitives {
-    static func scrypt(passphrase: Secret, salt: [UInt8], logN: Int, r: Int, p: Int,
-                       memoryCeiling: Int, length: Int) throws(QBError) -> Secret {
-        var key = [UInt8](repeating: 0, count: length)
-        let ok = passphrase.bytes.withUnsafeBytes { pass in
-            salt.withUnsafeBytes { s in
-                key.withUnsafeMutableBytes { out in
-                    EVP_PBE_scrypt(pass.baseAddress?.assumingMemoryBound(to: CChar.self), pass.count,
-                                   s.baseAddress?.assumingMemoryBound(to: UInt8.self), s.count,
-                                   UInt64(1) << UInt64(logN), UInt64(r), UInt64(p), UInt64(memoryCeiling),
-                                   out.baseAddress?.assumingMemoryBound(to: UInt8.self), out.count)
-                }
-            }
-        }
-        guard ok == 1 else { throw QBError.openSSL(.limitExceeded, "scrypt key derivation failed") }
-        return Secret(key)
-    }
-
     /// AES-256-CTR with a zero initial counter block, as the scrypt file
     /// format uses it (a 128-bit big-endian counter from 0).
     static func aes256CTR(key: ArraySlice<UInt8>, _ input: ArraySlice<UInt8>) throws(QBError) -> [UInt8] {
