@@ -18,6 +18,8 @@ public struct ExitWith: Error {
 extension QBCommand {
     public static func main() {
         let status: ExitStatus
+        FileDescriptor.standardInput().widenPipe()
+        FileDescriptor.standardOutput().widenPipe()
         do {
             var command = try parseAsRoot()
             try command.run()
