@@ -86,6 +86,21 @@ private func isPrefix(_ out: Data, of original: Data) -> Bool {
         #expect(r.status == 0, "\(r.stderr)")
     }
 
+    /// Every tool widens the pipes it reads and writes to a megabyte, so the
+    /// stages of a pipeline hand over large blocks per wake-up. The probe
+    /// reads a byte first: the tool widens its pipes before writing any.
+    @Test func pipesAreWidened() throws {
+        let dir = try ScratchDirectory()
+        try make("seq 1 1000 > text && gzip -c text > text.gz", in: dir)
+        let r = try shell("""
+            qb-decompress -f gzip < text.gz | python3 -c 'import fcntl, sys; sys.stdin.buffer.read(1); print(fcntl.fcntl(0, 1032))'
+            """, directory: dir.url)
+        let max = Int(try String(contentsOfFile: "/proc/sys/fs/pipe-max-size", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        let expected = getuid() == 0 || max >= 1 << 20 ? 1 << 20 : 65536
+        #expect(r.stdoutText == "\(expected)\n", "\(r.stderr)")
+    }
+
     /// pigz and pbzip2 write several members; `cat` of two files is valid for
     /// every format but LZMA-alone, and the real programs decode all of it.
     @Test(arguments: installedCodecs.filter { $0.filter != "lzma" })
