@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs libFuzzer targets one after the other, each for a set time, with its
-# dictionary and seeds; stops at the first target that finds a crash.
+# dictionary and seeds; exits 1 if any target crashed (the others still run).
 #   FuzzTesting/run-fuzz.sh [SECONDS] [TARGET...]
 # Output goes to FuzzTesting/.fuzz/ (git-ignored): <target>/corpus (grown
 # corpus), <target>/crash-* (findings), <target>.log (libFuzzer's output).
