@@ -1,6 +1,8 @@
 # qb — restore Qubes OS backups anywhere.
 #   make demo    restore the bundled sample backup, step by step
 #   make check   install what is missing, build, run every test, lint man pages
+#   make fuzz    run the libFuzzer targets of FuzzTesting/ (FUZZ_SECONDS=60 each,
+#                FUZZ_TARGETS="FuzzTar FuzzHeader" to choose); fails on a crash
 #   make bench   compare speed and memory with the manual procedure
 #                (QB_BENCH_IMAGE_MB=2048 image size; see bench/restore.sh)
 #   make install PREFIX=/usr/local DESTDIR=
@@ -18,7 +20,7 @@ MANPAGES  = $(wildcard man/*.1 man/*.5 man/*.7)
 PACKAGES  = libssl-dev zlib1g-dev libbz2-dev liblzma-dev libzstd-dev libisal-dev libscrypt-kdf-dev \
             openssl scrypt mandoc tar gzip pigz bzip2 pbzip2 xz-utils zstd libarchive-tools pkg-config time python3
 
-.PHONY: all deps build check check-fresh test lint-man demo install uninstall clean bench
+.PHONY: all deps build check check-fresh test lint-man demo install uninstall clean bench fuzz
 
 all:
 	$(SWIFT) build -c release
@@ -55,6 +57,15 @@ bench: deps
 	$(SWIFT) build -c release
 	@PATH="$$($(SWIFT) build -c release --show-bin-path):$$PATH" ./bench/run.sh
 	@PATH="$$($(SWIFT) build -c release --show-bin-path):$$PATH" ./bench/restore.sh
+
+# libFuzzer targets live in a package of their own (FuzzTesting/, which
+# depends on this one by path) so that no other build sees fuzzing flags.
+# See FuzzTesting/Package.swift for why both sanitizer spellings are given.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+fuzz: deps
+	cd FuzzTesting && $(SWIFT) build -c release --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address
+	FuzzTesting/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 install: all
 	install -d $(BINDIR) $(MANDIR)/man1 $(MANDIR)/man5 $(MANDIR)/man7

@@ -50,7 +50,9 @@ public struct ScryptHeader: Sendable {
         }
         func be32(_ at: Int) -> Int { b[at..<(at + 4)].reduce(0) { $0 << 8 | Int($1) } }
         logN = Int(b[7]); r = be32(8); p = be32(12)
-        guard logN >= 1, logN <= 63, r >= 1, p >= 1, r * p < 1 << 30 else {
+        // r and p are each up to 2^32 − 1: bound them before multiplying, or
+        // r · p overflows Int and traps (found by FuzzScryptFile).
+        guard logN >= 1, logN <= 63, r >= 1, p >= 1, r < 1 << 30, p < 1 << 30, r * p < 1 << 30 else {
             throw QBError(.malformed, "invalid scrypt parameters logN \(logN), r \(r), p \(p)", subject: subject)
         }
         let tooMuchMemory = logN > 40 || r > limits.maximumMemory / 128 / Self.blocks(logN: logN, p: p)

@@ -1,0 +1,385 @@
+// The fuzzing entry points, one per attacker-facing parser of QubesBackup.
+//
+// This one file is compiled twice: into the FuzzTesting package's
+// `FuzzEntries` library, which the libFuzzer executables call, and — through
+// the link Tests/QubesBackupTests/FuzzEntries.swift — into the root
+// package's tests, which replay saved inputs (FuzzRegressionTests) through
+// exactly the code the fuzzers ran. It uses only the library's public API.
+//
+// A thrown QBError is an expected result (the input was refused), never a
+// finding. Findings are traps, sanitizer reports, unbounded memory or time,
+// and the invariants checked below with `fuzzInvariant`.
+
+import Foundation
+import QubesBackup
+
+/// What one input did: accepted, or refused with a QBError of this kind.
+public enum FuzzOutcome: Equatable, Sendable, CustomStringConvertible {
+    case accepted
+    case refused(QBError.Kind)
+
+    public var description: String {
+        switch self {
+        case .accepted: "accepted"
+        case .refused(let kind): "refused(\(kind))"
+        }
+    }
+}
+
+public enum FuzzEntries {
+    /// The passphrase of every fixture.
+    public static let passphrase = "qubes"
+
+    static func run(_ body: () throws(QBError) -> Void) -> FuzzOutcome {
+        do throws(QBError) {
+            try body()
+            return .accepted
+        } catch {
+            return .refused(error.kind)
+        }
+    }
+
+    /// A broken promise of the library that a QBError would not reveal:
+    /// stops the process so libFuzzer records the input.
+    static func fuzzInvariant(_ condition: Bool, _ message: @autoclosure () -> String) {
+        if !condition { fatalError("fuzz invariant: " + message()) }
+    }
+
+    /// Writes `bytes` to `sink` in pieces of `piece` bytes (streaming
+    /// boundaries are where decoders go wrong), then finishes it.
+    static func feed(_ bytes: [UInt8], to sink: ByteSink, piece: Int) throws(QBError) {
+        var rest = bytes[...]
+        while !rest.isEmpty {
+            let n = Swift.min(Swift.max(piece, 1), rest.count)
+            try sink.write(contentsOf: rest.prefix(n))
+            rest = rest.dropFirst(n)
+        }
+        try sink.finish()
+    }
+
+    // MARK: - 1. backup-header and its authentication
+
+    /// Input: the bytes of `backup-header`, a NUL, the bytes of
+    /// `backup-header.hmac` (HMAC text or a v4 scrypt copy). Without a NUL
+    /// the whole input is the header. The header is parsed whether or not it
+    /// authenticates, as a tool reading a tampered backup would.
+    /// Outcome: the parse's refusal, else the authentication's.
+    public static func header(_ data: [UInt8]) -> FuzzOutcome {
+        let split = data.firstIndex(of: 0) ?? data.count
+        let headerBytes = Array(data[..<split])
+        let macBytes = split < data.count ? Array(data[(split + 1)...]) : []
+        var parsed: BackupHeader?
+        let parse = run { () throws(QBError) in parsed = try BackupHeader(parsing: headerBytes) }
+        if let parsed {
+            fuzzInvariant([2, 3, 4].contains(parsed.version), "header version \(parsed.version) accepted")
+            fuzzInvariant(parsed.compressed == (parsed.compressionFilter != nil), "compressed flag and filter disagree")
+            _ = parsed.normalizedFields
+            for key in BackupHeader.knownKeys { _ = parsed.value(of: key) }
+            for method in [AuthenticationMethod.scrypt, .hmac(DigestAlgorithm("sha512")!), .hmac(DigestAlgorithm("md5")!)] {
+                _ = run { () throws(QBError) in try HeaderAuthentication.checkConsistency(parsed, method: method) }
+            }
+        }
+        guard !macBytes.isEmpty else { return parse }
+        let authentication = run { () throws(QBError) in
+            let method = try HeaderAuthentication.verify(header: headerBytes, hmacFile: macBytes, passphrase: Secret(passphrase))
+            if let parsed { try HeaderAuthentication.checkConsistency(parsed, method: method) }
+        }
+        return parse == .accepted ? authentication : parse
+    }
+
+    // MARK: - 2. `.hmac` digest lines
+
+    /// Input: the bytes of a `.hmac` file. A line that parses is formatted
+    /// again and checked against a fixed body with the fixtures' passphrase.
+    public static func digestLine(_ data: [UInt8]) -> FuzzOutcome {
+        run { () throws(QBError) in
+            let line = try DigestLine(parsing: data, subject: "fuzz.hmac")
+            fuzzInvariant(!line.mac.isEmpty, "empty digest accepted")
+            let candidates = HMACVerifier.candidates(for: line, requested: nil)
+            for algorithm in candidates {
+                fuzzInvariant(algorithm.size == line.mac.count, "candidate \(algorithm.name) has the wrong length")
+                let text = DigestLine.format(mac: line.mac, algorithm: algorithm, fileName: line.name)
+                let again = try DigestLine(parsing: Array(text.utf8))
+                fuzzInvariant(again.mac == line.mac, "formatted digest line does not parse back")
+            }
+            _ = try HMACVerifier.verify(source: MemorySource(Array("qubes.xml.000".utf8)), expected: line,
+                                        passphrase: Secret(passphrase), subject: "fuzz")
+        }
+    }
+
+    // MARK: - 3. tar reader (PAX, GNU, sparse maps, multi-volume) and extractor
+
+    /// Most logical bytes read per input: holes read as zeros, so a sparse
+    /// member of 1 TiB would otherwise keep one input busy for hours.
+    static let tarReadBudget = 1 << 18
+
+    /// The reader for a tar input: a flags byte, a split byte, then the
+    /// archive. Flags: bit 0 ignore zero blocks (the outer backup stream);
+    /// bit 3 the default limits instead of small ones; bit 4 split the
+    /// archive into two volumes after 512 × split-byte bytes (multi-volume
+    /// continuation headers).
+    static func tarReader(_ data: [UInt8]) -> TarReader {
+        let flags = data[0]
+        let archive = Array(data.dropFirst(2))
+        var volumes: [ByteSource] = [MemorySource(archive)]
+        if flags & 0x10 != 0 {
+            let cut = Swift.min(Int(data[1]) * 512, archive.count)
+            volumes = [MemorySource(Array(archive[..<cut])), MemorySource(Array(archive[cut...]))]
+        }
+        let limits = flags & 0x08 != 0 ? TarLimits.default
+            : TarLimits(maxSpecialHeaderSize: 1 << 16, maxSparseEntries: 1024, maxNameLength: 4096,
+                        maxMemberSize: 1 << 40, maxMetaMembers: 8)
+        return TarReader(volumes: TarVolumeList(volumes), options: .init(ignoreZeros: flags & 0x01 != 0, limits: limits),
+                         bufferSize: 4096)
+    }
+
+    /// Input: as `tarReader`; flags bit 1 reads by fragments (holes
+    /// skipped) instead of logical bytes. Every member is read to its end.
+    public static func tar(_ data: [UInt8]) -> FuzzOutcome {
+        guard data.count >= 2 else { return .accepted }
+        let reader = tarReader(data)
+        let archive = data.dropFirst(2)
+        let byFragments = data[0] & 0x02 != 0
+        return run { () throws(QBError) in
+            let buffer = IOBuffer(capacity: 4096)
+            var budget = tarReadBudget
+            var members = 0
+            while let entry = try reader.next() {
+                members += 1
+                fuzzInvariant(members <= archive.count / 512, "more members than header blocks")
+                fuzzInvariant(entry.size >= 0 && entry.storedSize >= 0 && entry.storedSize <= entry.size, "member sizes out of range")
+                if let map = entry.sparseMap {
+                    fuzzInvariant(map.realSize == entry.size && map.storedSize == entry.storedSize, "sparse map disagrees with the entry")
+                    _ = map.holes
+                }
+                _ = try? MemberPath(entry.path)
+                if byFragments {
+                    var end: Int64 = 0
+                    while budget > 0, try reader.readFragment({ (offset, bytes) throws(QBError) in
+                        fuzzInvariant(offset >= end, "fragments out of order")
+                        end = offset + Int64(bytes.byteCount)
+                        fuzzInvariant(end <= entry.size, "fragment beyond the member's size")
+                        budget -= bytes.byteCount
+                    }) {}
+                } else {
+                    var total: Int64 = 0
+                    while budget > 0 {
+                        buffer.clear()
+                        let n = try reader.read(into: buffer)
+                        if n == 0 {
+                            fuzzInvariant(total == entry.size, "member read as \(total) bytes, size \(entry.size)")
+                            break
+                        }
+                        total += Int64(n)
+                        budget -= n
+                    }
+                }
+            }
+        }
+    }
+
+    /// A scratch directory of this process, made once.
+    nonisolated(unsafe) static var scratch: String?
+
+    /// Input: as `tarReader`. Extracts up to 64 members into a scratch
+    /// directory (under $QB_FUZZ_SCRATCH, else /dev/shm or the temporary
+    /// directory), then checks nothing appeared beside it.
+    public static func tarExtract(_ data: [UInt8]) -> FuzzOutcome {
+        guard data.count >= 2 else { return .accepted }
+        let reader = tarReader(data)
+        let files = FileManager.default
+        if scratch == nil {
+            let shm = files.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
+            let base = ProcessInfo.processInfo.environment["QB_FUZZ_SCRATCH"] ?? shm
+            scratch = base + "/qb-fuzz-extract-\(getpid())"
+        }
+        let target = scratch! + "/target"
+        try? files.removeItem(atPath: scratch!)
+        try? files.createDirectory(atPath: target, withIntermediateDirectories: true)
+        defer { try? files.removeItem(atPath: scratch!) }
+        return run { () throws(QBError) in
+            let extractor = try TarExtractor(targetDirectory: target)
+            var members = 0
+            while let entry = try reader.next(), members < 64 {
+                members += 1
+                _ = try extractor.extract(entry, from: reader)
+            }
+            try extractor.finish()
+            // Nothing may appear beside the target: everything stays inside it.
+            let outside = (try? files.contentsOfDirectory(atPath: scratch!)) ?? []
+            fuzzInvariant(outside == ["target"], "extraction wrote outside its target: \(outside)")
+        }
+    }
+
+    // MARK: - 4. openssl enc streams
+
+    /// Input: a flags byte, then the stream. Bit 0: key derivation digest
+    /// sha256 instead of md5; bit 1: aes-128-cbc instead of aes-256-cbc;
+    /// bits 2–7: the stream is written in pieces of 1 + that many × 7 bytes.
+    public static func opensslEnc(_ data: [UInt8]) -> FuzzOutcome {
+        guard let flags = data.first else { return .accepted }
+        return run { () throws(QBError) in
+            let sink = MemorySink(limit: 1 << 22)
+            let decryptor = try OpenSSLEncDecryptor(cipher: flags & 0x02 == 0 ? "aes-256-cbc" : "aes-128-cbc",
+                                                    digest: flags & 0x01 == 0 ? "md5" : "sha256",
+                                                    passphrase: Secret(passphrase), downstream: sink)
+            try feed(Array(data.dropFirst()), to: decryptor, piece: 1 + Int(flags >> 2) * 7)
+            fuzzInvariant(sink.finished, "decryptor finished without finishing downstream")
+            fuzzInvariant(sink.bytes.count <= Swift.max(0, data.count - 17), "more plaintext than ciphertext")
+        }
+    }
+
+    // MARK: - 5. scrypt envelopes
+
+    /// Cheap limits, so no input can make an execution expensive: at most
+    /// 128 KiB of scrypt memory (logN 7 with r 8, or logN 10 with r 1).
+    public static let scryptLimits = ScryptLimits(maximumMemory: 1 << 17, maximumP: 2)
+    /// The passphrase of the seeds: the v4 header copy's `backup-header!PASS`.
+    public static let scryptPassphrase = "backup-header!qubes"
+
+    /// Input: a flags byte, then the envelope. Bit 0 writes the correct
+    /// header checksum (bytes 48–63, SHA-256 of bytes 0–47) before parsing,
+    /// so the fuzzer reaches the parameter checks and the KDF instead of
+    /// stopping at the checksum.
+    public static func scryptFile(_ data: [UInt8]) -> FuzzOutcome {
+        guard let flags = data.first else { return .accepted }
+        var envelope = Array(data.dropFirst())
+        if flags & 0x01 != 0, envelope.count >= 64 {
+            envelope.replaceSubrange(48..<64, with: SHA256.hash(envelope[0..<48]).prefix(16))
+        }
+        return run { () throws(QBError) in
+            let plaintext = try ScryptFile.decrypt(envelope, passphrase: Secret(scryptPassphrase), limits: scryptLimits,
+                                                   subject: "fuzz")
+            fuzzInvariant(plaintext.count == envelope.count - 128, "plaintext length is not envelope length − 128")
+        }
+    }
+
+    // MARK: - 6. qubes.xml
+
+    /// Input: the bytes of a `qubes.xml`.
+    public static func qubesXML(_ data: [UInt8]) -> FuzzOutcome {
+        run { () throws(QBError) in
+            let vms = try QubesXML.parseVMs(data)
+            for vm in vms where vm.included {
+                fuzzInvariant(vm.subdir.map { $0.hasSuffix("/") } ?? true, "subdir without its slash")
+            }
+        }
+    }
+
+    // MARK: - 7. decompressors
+
+    /// Input: a selector byte, then the compressed stream. Low 4 bits: the
+    /// filter (0 = recognise by magic, then gzip, pigz, bzip2, pbzip2, xz,
+    /// lzma, zstd, zstdmt, repeating); bit 4: zlib instead of ISA-L; bits
+    /// 5–7: pieces of 1, 7, 64, 511, 4096, 65536 or all bytes at once.
+    public static func decompress(_ data: [UInt8]) -> FuzzOutcome {
+        guard let selector = data.first else { return .accepted }
+        let filters: [CompressionFilter?] = [nil] + CompressionFilter.allCases
+        let filter = filters[Int(selector & 0x0F) % filters.count]
+        var options = DecompressionOptions()
+        options.inflater = selector & 0x10 == 0 ? .isal : .zlib
+        options.outputLimit = 1 << 22
+        let pieces = [1, 7, 64, 511, 4096, 65536, Int.max, Int.max]
+        return run { () throws(QBError) in
+            let sink = MemorySink()
+            let decompressor = makeDecompressor(filter, downstream: sink, options: options)
+            try feed(Array(data.dropFirst()), to: decompressor, piece: pieces[Int(selector >> 5)])
+            fuzzInvariant(sink.finished, "decompressor finished without finishing downstream")
+            fuzzInvariant(sink.bytes.count <= 1 << 22, "output over the limit")
+        }
+    }
+
+    // MARK: - 8. chunk names and their order
+
+    /// Input: a flags byte, then member names separated by LF. Bit 0: the v4
+    /// layout (`.enc` members) instead of v2/v3 chunk + `.hmac` pairs; bit 1:
+    /// a stream that starts at chunk 001 (one v2 volume checked alone).
+    /// Every name that parses must spell itself back exactly.
+    public static func chunkNames(_ data: [UInt8]) -> FuzzOutcome {
+        guard let flags = data.first else { return .accepted }
+        let names = data.dropFirst().split(separator: 0x0A, omittingEmptySubsequences: false)
+            .map { String(decoding: $0, as: UTF8.self) }
+        for name in names {
+            _ = run { () throws(QBError) in
+                let parsed = try ChunkName(parsing: name)
+                fuzzInvariant(parsed.description == name, "'\(name)' parses as '\(parsed.description)'")
+            }
+        }
+        var sequence = ChunkSequence(layout: flags & 0x01 == 0 ? .hmacPairs : .envelopes, firstIndex: flags & 0x02 == 0 ? 0 : 1)
+        return run { () throws(QBError) in
+            for name in names { _ = try sequence.accept(name) }
+            try sequence.finish()
+        }
+    }
+
+    // MARK: - 9. a whole backup through qb-restore's path
+
+    /// Input: a whole backup file. Read with the fixtures' passphrase and
+    /// cheap limits (the fixtures' scrypt parameters need 1 MiB), every
+    /// file streamed through its stages and read through, nothing written.
+    public static func restore(_ data: [UInt8]) -> FuzzOutcome {
+        var decompression = DecompressionOptions()
+        decompression.outputLimit = 1 << 24
+        decompression.lzmaMemoryLimit = 64 << 20
+        let options = RestoreOptions(parallelism: 1, maximumChunkSize: 1 << 20,
+                                     scryptLimits: ScryptLimits(maximumMemory: 1 << 20, maximumP: 1),
+                                     decompression: decompression)
+        let restore = BackupRestore(source: MemorySource(data), passphrase: Secret(passphrase), options: options)
+        return run { () throws(QBError) in
+            _ = try restore.readHeader()
+            _ = try restore.readVMList()
+            try restore.processFiles { (_: String) throws(QBError) -> BackupRestore.Route in
+                .stream(InnerArchiveTarget(directory: nil, relocation: try MemberRelocation(within: nil, stripComponents: 0)))
+            }
+        }
+    }
+}
+
+/// SHA-256 (FIPS 180-4), only to write a scrypt header's checksum into
+/// fuzzer inputs; the library's own digests come from OpenSSL.
+public enum SHA256 {
+    static let k: [UInt32] = [
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+        0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+        0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+        0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+        0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+        0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+        0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+    ]
+
+    public static func hash(_ message: ArraySlice<UInt8>) -> [UInt8] {
+        var h: [UInt32] = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19]
+        var padded = Array(message)
+        padded.append(0x80)
+        while padded.count % 64 != 56 { padded.append(0) }
+        let bits = UInt64(message.count) * 8
+        for shift in stride(from: 56, through: 0, by: -8) { padded.append(UInt8(truncatingIfNeeded: bits >> UInt64(shift))) }
+        func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { x >> n | x << (32 - n) }
+        var w = [UInt32](repeating: 0, count: 64)
+        for block in stride(from: 0, to: padded.count, by: 64) {
+            for i in 0..<16 {
+                let b = block + 4 * i
+                w[i] = UInt32(padded[b]) << 24 | UInt32(padded[b + 1]) << 16 | UInt32(padded[b + 2]) << 8 | UInt32(padded[b + 3])
+            }
+            for i in 16..<64 {
+                let s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3)
+                let s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10)
+                w[i] = w[i - 16] &+ s0 &+ w[i - 7] &+ s1
+            }
+            var (a, b, c, d, e, f, g, hh) = (h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7])
+            for i in 0..<64 {
+                let s1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)
+                let ch = (e & f) ^ (~e & g)
+                let t1 = hh &+ s1 &+ ch &+ k[i] &+ w[i]
+                let s0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)
+                let maj = (a & b) ^ (a & c) ^ (b & c)
+                let t2 = s0 &+ maj
+                (hh, g, f, e, d, c, b, a) = (g, f, e, d &+ t1, c, b, a, t1 &+ t2)
+            }
+            h[0] &+= a; h[1] &+= b; h[2] &+= c; h[3] &+= d; h[4] &+= e; h[5] &+= f; h[6] &+= g; h[7] &+= hh
+        }
+        return h.flatMap { v in [UInt8(v >> 24), UInt8(truncatingIfNeeded: v >> 16), UInt8(truncatingIfNeeded: v >> 8), UInt8(truncatingIfNeeded: v)] }
+    }
+}

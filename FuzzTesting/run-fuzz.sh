@@ -1,0 +1,51 @@
+#!/bin/sh
+# Runs libFuzzer targets one after the other, each for a set time, with its
+# dictionary and seeds; exits 1 if any target crashed (the others still run).
+#   FuzzTesting/run-fuzz.sh [SECONDS] [TARGET...]
+# Output goes to FuzzTesting/.fuzz/ (git-ignored): <target>/corpus (grown
+# corpus), <target>/crash-* (findings), <target>.log (libFuzzer's output).
+# Build first (see Package.swift for why the -Xswiftc flag):
+#   swift build -c release --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+seconds=${1:-60}
+[ $# -gt 0 ] && shift
+targets=${*:-"FuzzHeader FuzzDigestLine FuzzTar FuzzTarExtract FuzzOpenSSLEnc FuzzScryptFile FuzzQubesXML FuzzDecompress FuzzChunkNames FuzzRestore"}
+bin=${FUZZ_BIN:-$here/.build/release}
+out=$here/.fuzz
+# Swift's own crash reporter symbolicates for up to 30 s per crash; libFuzzer
+# reports crashes itself.
+export SWIFT_BACKTRACE=enable=no
+
+settings() {  # target -> "dictionary max_len"
+    case $1 in
+        FuzzHeader) echo "header.dict 8192" ;;
+        FuzzDigestLine) echo "header.dict 5000" ;;
+        FuzzTar|FuzzTarExtract) echo "tar.dict 32768" ;;
+        FuzzOpenSSLEnc) echo "crypto.dict 4096" ;;
+        FuzzScryptFile) echo "crypto.dict 4096" ;;
+        FuzzQubesXML) echo "xml.dict 16384" ;;
+        FuzzDecompress) echo "compression.dict 16384" ;;
+        FuzzChunkNames) echo "chunks.dict 2048" ;;
+        FuzzRestore) echo "restore.dict 65536" ;;
+        *) echo "unknown fuzz target $1" >&2; exit 2 ;;
+    esac
+}
+
+status=0
+mkdir -p "$out"
+for t in $targets; do
+    set -- $(settings "$t")
+    mkdir -p "$out/$t/corpus"
+    echo "== $t: ${seconds}s, dictionary $1, max_len $2"
+    if "$bin/$t" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -max_len="$2" \
+        -dict="$here/Dictionaries/$1" -artifact_prefix="$out/$t/" -print_final_stats=1 \
+        "$out/$t/corpus" "$here/Seeds/${t%Extract}" >"$out/$t.log" 2>&1; then
+        grep -E '^#[0-9]+[[:space:]]+DONE|stat::(number_of_executed_units|average_exec_per_sec)' "$out/$t.log" || true
+    else
+        echo "!! $t failed; see $out/$t.log and $out/$t/" >&2
+        grep -E '^==[0-9]+==|fuzz invariant|Fatal error|SUMMARY|Test unit written' "$out/$t.log" | head -20 >&2 || true
+        status=1
+    fi
+done
+exit $status

@@ -1,0 +1,1 @@
+../../FuzzTesting/Sources/FuzzEntries/FuzzEntries.swift
