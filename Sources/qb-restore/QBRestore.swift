@@ -142,8 +142,20 @@ struct QBRestore: QBCommand {
         }
         meter?.end()
         for file in unclaimed { Diagnostics.warning("\(file): belongs to no VM listed in qubes.xml; not restored") }
-        for name in selection.missing(among: files.map(\.file)) {
-            Diagnostics.warning(name == "dom0" ? "--dom0-home: the backup holds no dom0 home" : "\(name): no files in the backup")
+        // Nothing in the format counts the files that follow the header
+        // (qubes-backup(5)): a backup cut between two files is a whole,
+        // authenticated backup of fewer files. qubes.xml is what says a VM
+        // was backed up, so a VM it lists without a single file is refused
+        // as truncated; dom0's home is often not listed, so only warned about.
+        let missing = selection.missing(among: files.map(\.file))
+        for name in missing where name == "dom0" { Diagnostics.warning("--dom0-home: the backup holds no dom0 home") }
+        if let name = missing.first(where: { $0 != "dom0" }) {
+            throw QBError(.truncated, "no files in the backup", subject: name,
+                          hint: selection.byDirectory ? "no such VM directory in the backup" : "qubes.xml lists it: the backup is truncated")
+        }
+        if files.isEmpty {
+            throw QBError(.truncated, "no files after the header and qubes.xml", subject: backup == "-" ? "standard input" : backup,
+                          hint: "the backup is truncated")
         }
         if verifyOnly {
             try Output.line("\(backup == "-" ? "standard input" : backup): OK (\(files.count) files authenticated and read to their end)")
