@@ -37,7 +37,13 @@ public final class ByteChannel: @unchecked Sendable {
     private let items = DispatchSemaphore(value: 0)
 
     public init(blocks: Int = 4) {
-        slots = DispatchSemaphore(value: max(1, blocks))
+        // Made at 0 and raised: libdispatch traps ("semaphore object
+        // deallocated while in use") when a semaphore goes away below the
+        // value it was created with, which is how a channel is left when its
+        // reader stops early with blocks still queued (a refused inner
+        // archive) — qb-restore then died of SIGILL instead of reporting.
+        slots = DispatchSemaphore(value: 0)
+        for _ in 0..<max(1, blocks) { slots.signal() }
     }
 
     // MARK: writing side
