@@ -1,6 +1,9 @@
 # qb — restore Qubes OS backups anywhere.
 #   make demo    restore the bundled sample backup, step by step
 #   make check   install what is missing, build, run every test, lint man pages
+#   make check-sanitize   every test again under each of $(SANITIZERS)
+#                (SANITIZERS="address undefined thread"), each kind in its
+#                own build directory .build/sanitize-KIND
 #   make bench   compare speed and memory with the manual procedure
 #                (QB_BENCH_IMAGE_MB=2048 image size; see bench/restore.sh)
 #   make install PREFIX=/usr/local DESTDIR=
@@ -18,7 +21,7 @@ MANPAGES  = $(wildcard man/*.1 man/*.5 man/*.7)
 PACKAGES  = libssl-dev zlib1g-dev libbz2-dev liblzma-dev libzstd-dev libisal-dev \
             openssl scrypt mandoc tar gzip pigz bzip2 pbzip2 xz-utils zstd libarchive-tools pkg-config time python3
 
-.PHONY: all deps build check check-fresh test lint-man demo install uninstall clean bench
+.PHONY: all deps build check check-sanitize check-fresh test lint-man demo install uninstall clean bench
 
 all:
 	$(SWIFT) build -c release
@@ -46,6 +49,16 @@ lint-man: deps
 	mandoc -Tlint -Wwarning $(MANPAGES)
 
 check: deps build test lint-man
+
+# The whole test suite built with a sanitizer, one kind at a time, each in
+# its own scratch directory so the normal build is left alone. The CLI tests
+# run the tools built the same way.
+SANITIZERS ?= address undefined
+check-sanitize: deps
+	@for kind in $(SANITIZERS); do \
+	  echo "== swift test --sanitize=$$kind"; \
+	  $(SWIFT) test --sanitize=$$kind --scratch-path .build/sanitize-$$kind || exit 1; \
+	done
 
 demo: deps
 	$(SWIFT) build -c release
