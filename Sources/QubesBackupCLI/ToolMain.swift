@@ -17,6 +17,7 @@ public struct ExitWith: Error {
 
 extension QBCommand {
     public static func main() {
+        SignalCleanup.install()
         let status: ExitStatus
         FileDescriptor.standardInput().widenPipe()
         FileDescriptor.standardOutput().widenPipe()

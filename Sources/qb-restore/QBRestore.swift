@@ -62,6 +62,9 @@ struct QBRestore: QBCommand {
     @Option(help: ArgumentHelp("v4: largest scrypt memory (128·r·N) to accept, in bytes; the default 2 GiB covers Qubes' parameters.", valueName: "bytes"))
     var maxMemory = ScryptLimits.default.maximumMemory
 
+    @Option(help: ArgumentHelp("Most regions the sparse map of a restored file may list (default 1000000); raise it only for a backup you trust.", valueName: "n"))
+    var maxSparseEntries = TarLimits.default.maxSparseEntries
+
     @Flag(name: [.customShort("v"), .customLong("verbose")], help: "Name each file on standard error as it is finished.")
     var verbose = false
 
@@ -83,6 +86,7 @@ struct QBRestore: QBCommand {
         if json && !list { throw ValidationError("--json goes with --list") }
         if list && (!vms.isEmpty || dom0Home) { throw ValidationError("--list takes no VM names and no --dom0-home") }
         if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
+        if maxSparseEntries < 1 { throw ValidationError("--max-sparse-entries must be at least 1") }
     }
 
     func run() throws {
@@ -124,12 +128,14 @@ struct QBRestore: QBCommand {
             for destination in selection.selected { try makeDirectory(destination.directoryName) }
         }
         var created = Set(selection.selected.map(\.directoryName))
+        var limits = TarLimits.default
+        limits.maxSparseEntries = maxSparseEntries
         var unclaimed: [String] = []
         let files = try restore.processFiles { (file) throws(QBError) -> BackupRestore.Route in
             let vm = selection.owner(of: file)
             if vm == nil { unclaimed.append(file) }
             if verifyOnly {
-                return .stream(InnerArchiveTarget(directory: nil, relocation: try MemberRelocation(within: file, stripComponents: 0)))
+                return .stream(InnerArchiveTarget(directory: nil, relocation: try MemberRelocation(within: file, stripComponents: 0), limits: limits))
             }
             guard let destination = selection.destination(of: file) else { return .skip }
             if !created.contains(destination.directoryName) {
@@ -138,12 +144,24 @@ struct QBRestore: QBCommand {
             }
             return .stream(InnerArchiveTarget(
                 directory: path(destination.directoryName),
-                relocation: try MemberRelocation(within: file, stripComponents: destination.stripComponents)))
+                relocation: try MemberRelocation(within: file, stripComponents: destination.stripComponents), limits: limits))
         }
         meter?.end()
         for file in unclaimed { Diagnostics.warning("\(file): belongs to no VM listed in qubes.xml; not restored") }
-        for name in selection.missing(among: files.map(\.file)) {
-            Diagnostics.warning(name == "dom0" ? "--dom0-home: the backup holds no dom0 home" : "\(name): no files in the backup")
+        // Nothing in the format counts the files that follow the header
+        // (qubes-backup(5)): a backup cut between two files is a whole,
+        // authenticated backup of fewer files. qubes.xml is what says a VM
+        // was backed up, so a VM it lists without a single file is refused
+        // as truncated; dom0's home is often not listed, so only warned about.
+        let missing = selection.missing(among: files.map(\.file))
+        for name in missing where name == "dom0" { Diagnostics.warning("--dom0-home: the backup holds no dom0 home") }
+        if let name = missing.first(where: { $0 != "dom0" }) {
+            throw QBError(.truncated, "no files in the backup", subject: name,
+                          hint: selection.byDirectory ? "no such VM directory in the backup" : "qubes.xml lists it: the backup is truncated")
+        }
+        if files.isEmpty {
+            throw QBError(.truncated, "no files after the header and qubes.xml", subject: backup == "-" ? "standard input" : backup,
+                          hint: "the backup is truncated")
         }
         if verifyOnly {
             try Output.line("\(backup == "-" ? "standard input" : backup): OK (\(files.count) files authenticated and read to their end)")

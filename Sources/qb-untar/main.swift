@@ -75,6 +75,9 @@ struct QBUntar: QBCommand {
     @Option(help: ArgumentHelp("With -x, -t or -O: remove N leading components from member names (and hard-link targets); members with nothing left are skipped.", valueName: "n"))
     var stripComponents = 0
 
+    @Option(help: ArgumentHelp("Most regions a sparse member's map may list (default 1000000); raise it only for an archive you trust.", valueName: "n"))
+    var maxSparseEntries = TarLimits.default.maxSparseEntries
+
     @Argument(help: ArgumentHelp("Select members: exact name, directory prefix or shell glob.", valueName: "pattern"))
     var patterns: [String] = []
 
@@ -83,6 +86,7 @@ struct QBUntar: QBCommand {
         guard modes == 1 else { throw ValidationError("choose exactly one of -t, -x, -O and --tar") }
         guard multiVolume || files.count <= 1 else { throw ValidationError("several -f files need -M") }
         guard directory == nil || extract else { throw ValidationError("-C only applies to -x") }
+        guard maxSparseEntries >= 1 else { throw ValidationError("--max-sparse-entries must be at least 1") }
         guard !passTar || (within == nil && stripComponents == 0) else {
             throw ValidationError("--tar passes members on unchanged; --within and --strip-components do not apply")
         }
@@ -90,7 +94,9 @@ struct QBUntar: QBCommand {
 
     func run() throws {
         let reader: TarReader
-        let options = TarReader.Options(ignoreZeros: ignoreZeros)
+        var limits = TarLimits.default
+        limits.maxSparseEntries = maxSparseEntries
+        let options = TarReader.Options(ignoreZeros: ignoreZeros, limits: limits)
         if multiVolume {
             let names = files.isEmpty ? ["-"] : files
             reader = TarReader(volumes: TarVolumeOpener { (index: Int) throws(QBError) -> ByteSource? in

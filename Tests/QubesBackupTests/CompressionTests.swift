@@ -364,3 +364,61 @@ private func sampleData(_ count: Int, seed: UInt64) -> [UInt8] {
         }
     }
 }
+
+/// The decoders' bounds at their default value and just over.
+@Suite struct DecoderLimitTests {
+    /// gzip's name field makes a header as long as one likes; while it
+    /// arrives in pieces it is kept whole, up to 1 MiB (checked between
+    /// writes, so "over" is by one write; re-read from its start at each
+    /// write, it is fed in 64 KiB pieces as a pipe delivers it).
+    @Test func gzipHeaderUpTo1MiB() throws {
+        let data = sampleData(10_000, seed: 21)
+        let plain = try compress(data, ["gzip", "-c", "-n"])
+        func named(headerLength: Int) -> [UInt8] {
+            var h = Array(plain[0..<10])
+            h[3] |= 0x08  // FNAME
+            return h + [UInt8](repeating: 0x61, count: headerLength - 11) + [0] + plain[10...]
+        }
+        let sink = MemorySink()
+        try feed(named(headerLength: 1 << 20), to: makeDecompressor(.gzip, downstream: sink), pieces: [65_536])
+        #expect(sink.bytes == data)
+        let over = named(headerLength: (1 << 20) + 65_537)
+        do throws(QBError) {
+            try feed(over, to: makeDecompressor(.gzip, downstream: MemorySink()), pieces: [65_536])
+            Issue.record("a gzip header over 1 MiB was accepted")
+        } catch {
+            #expect(error.kind == .limitExceeded)
+            #expect(error.message == "gzip header longer than 1 MiB")
+        }
+    }
+
+    /// `xz -9`, the largest preset (64 MiB dictionary), decodes under the
+    /// default 256 MiB; xzMemoryIsBounded shows a smaller bound refusing it.
+    @Test func xzNineUnderTheDefault() throws {
+        #expect(DecompressionOptions().lzmaMemoryLimit == 256 << 20)
+        let data = sampleData(5_000, seed: 22)
+        for (filter, command) in [(CompressionFilter.xz, ["xz", "-c", "-9"]), (.lzma, ["lzma", "-c", "-9"])] {
+            let sink = MemorySink()
+            try feed(try compress(data, command), to: makeDecompressor(filter, downstream: sink), pieces: [1 << 20])
+            #expect(sink.bytes == data, "\(filter)")
+        }
+    }
+
+    /// zstd windows: 2^27 accepted by default, 2^28 refused.
+    @Test func zstdWindowUpTo2To27() throws {
+        #expect(DecompressionOptions().zstdWindowLogMax == 27)
+        let data = sampleData(1_000, seed: 23)
+        let sink = MemorySink()
+        try feed(try compress(data, ["zstd", "-q", "-c", "--long=27", "--no-content-size"]), to: makeDecompressor(.zstd, downstream: sink),
+                 pieces: [1 << 20])
+        #expect(sink.bytes == data)
+        let wider = try compress(data, ["zstd", "-q", "-c", "--long=28", "--no-content-size"])
+        do throws(QBError) {
+            try feed(wider, to: makeDecompressor(.zstd, downstream: MemorySink()), pieces: [1 << 20])
+            Issue.record("a 2^28 window was accepted")
+        } catch {
+            #expect(error.kind == .limitExceeded)
+            #expect(error.message == "zstd frame needs a window larger than 2^27 bytes")
+        }
+    }
+}

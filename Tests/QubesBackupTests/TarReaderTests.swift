@@ -244,3 +244,176 @@ private func errorKind(_ body: () throws(QBError) -> Void) -> QBError.Kind? {
         #expect(try MemberPath(Array("a/..b/c..".utf8)).components.count == 3)
     }
 }
+
+/// One PAX record `LEN key=value\n` whose LEN counts itself.
+private func paxRecord(_ key: String, _ value: [UInt8]) -> [UInt8] {
+    let body = Array(" \(key)=".utf8) + value + [0x0A]
+    var length = body.count + 1
+    while String(length).count + body.count != length { length += 1 }
+    return Array(String(length).utf8) + body
+}
+
+/// A PAX `x` member holding `records`.
+private func paxHeader(_ records: [UInt8]) -> [UInt8] {
+    header(name: "PaxHeaders/x", type: "x", size: records.count, magic: Array("ustar\u{0}00".utf8)) + padded(records)
+}
+
+/// Each TarLimits bound at its value (accepted) and one over (refused as
+/// `.limitExceeded`, saying which limit); the defaults are checked where the
+/// archive to reach them is small, lowered otherwise.
+@Suite struct TarLimitTests {
+    func refusal(_ bytes: [UInt8], limits: TarLimits = .default) -> QBError? {
+        do { _ = try readAllMembers(bytes, limits: limits); return nil } catch { return error }
+    }
+
+    @Test func extendedHeadersUpTo1MiB() throws {
+        #expect(TarLimits.default.maxSpecialHeaderSize == 1 << 20)
+        func archive(recordSize: Int) -> [UInt8] {
+            let filler = [UInt8](repeating: 0x61, count: recordSize - paxRecord("comment", []).count)
+            var record = paxRecord("comment", filler)
+            while record.count > recordSize { record = paxRecord("comment", Array(filler.dropLast(record.count - recordSize))) }
+            return paxHeader(record) + header(name: "f", size: 3) + padded([1, 2, 3]) + endBlocks
+        }
+        let members = try readAllMembers(archive(recordSize: 1 << 20))
+        #expect(members.count == 1 && members[0].1 == [1, 2, 3])
+        let error = refusal(archive(recordSize: (1 << 20) + 1))
+        #expect(error?.kind == .limitExceeded)
+        #expect(error?.message == "extended header of 1048577 bytes is over the limit of 1048576", "\(String(describing: error))")
+    }
+
+    @Test func namesUpTo64KiB() throws {
+        #expect(TarLimits.default.maxNameLength == 65_536)
+        func archive(_ length: Int) -> [UInt8] {
+            paxHeader(paxRecord("path", [UInt8](repeating: 0x61, count: length))) + header(name: "short") + endBlocks
+        }
+        let members = try readAllMembers(archive(65_536))
+        #expect(members.first?.0.path.count == 65_536)
+        let error = refusal(archive(65_537))
+        #expect(error?.kind == .limitExceeded)
+        #expect(error?.message == "member name longer than 65536 bytes")
+        // GNU long names: the stored name ends with a NUL, which counts.
+        let gnu = header(name: "././@LongLink", type: "L", size: 65_536) + padded([UInt8](repeating: 0x62, count: 65_535) + [0])
+            + header(name: "short") + endBlocks
+        #expect(try readAllMembers(gnu).first?.0.path.count == 65_535)
+        let over = header(name: "././@LongLink", type: "L", size: 65_537) + padded([UInt8](repeating: 0x62, count: 65_536) + [0])
+            + header(name: "short") + endBlocks
+        #expect(refusal(over)?.message == "long name of 65537 bytes is over the limit of 65536")
+    }
+
+    @Test func sixteenExtensionHeadersPerMember() throws {
+        #expect(TarLimits.default.maxMetaMembers == 16)
+        func archive(_ count: Int) -> [UInt8] {
+            (0..<count).flatMap { i in paxHeader(paxRecord("comment", Array("\(i)".utf8))) } + header(name: "f") + endBlocks
+        }
+        #expect(try readAllMembers(archive(16)).count == 1)
+        let error = refusal(archive(17))
+        #expect(error?.kind == .limitExceeded)
+        #expect(error?.message == "more than 16 extended headers for one member")
+    }
+
+    @Test func memberSizeLimit() throws {
+        #expect(TarLimits.default.maxMemberSize == 1 << 50)
+        var limits = TarLimits.default
+        limits.maxMemberSize = 1024
+        let data = [UInt8](repeating: 7, count: 1024)
+        #expect(try readAllMembers(header(name: "f", size: 1024) + data + endBlocks, limits: limits).first?.1 == data)
+        let error = refusal(header(name: "f", size: 1025) + padded(data + [7]) + endBlocks, limits: limits)
+        #expect(error?.kind == .limitExceeded)
+        #expect(error?.message == "member size 1025 is over the limit")
+    }
+
+    /// PAX 0.1 (`GNU.sparse.map`), PAX 0.0 (offset/numbytes pairs), PAX 1.0
+    /// (map in the data) and old GNU (`S` with extension blocks): n regions
+    /// of 512 bytes, 512 apart.
+    static func sparse(_ format: String, regions n: Int) -> [UInt8] {
+        let data = [UInt8](repeating: 0x5A, count: 512 * n)
+        let real = Array(String(1024 * n).utf8)
+        let pairs = (0..<n).map { (1024 * $0 + 512, 512) }
+        switch format {
+        case "0.1":
+            let map = pairs.map { "\($0.0),\($0.1)" }.joined(separator: ",")
+            return paxHeader(paxRecord("GNU.sparse.size", real) + paxRecord("GNU.sparse.map", Array(map.utf8)))
+                + header(name: "s", size: data.count) + data + endBlocks
+        case "0.0":
+            let records = pairs.flatMap { paxRecord("GNU.sparse.offset", Array(String($0.0).utf8)) + paxRecord("GNU.sparse.numbytes", Array(String($0.1).utf8)) }
+            return paxHeader(paxRecord("GNU.sparse.size", real) + records) + header(name: "s", size: data.count) + data + endBlocks
+        case "1.0":
+            let map = padded(Array(("\(n)\n" + pairs.map { "\($0.0)\n\($0.1)\n" }.joined()).utf8))
+            return paxHeader(paxRecord("GNU.sparse.major", Array("1".utf8)) + paxRecord("GNU.sparse.minor", Array("0".utf8))
+                             + paxRecord("GNU.sparse.realsize", real) + paxRecord("GNU.sparse.name", Array("s".utf8)))
+                + header(name: "GNUSparseFile.0/s", size: map.count + data.count) + map + data + endBlocks
+        default:
+            // Old GNU: 4 entries in the header, 21 in each extension block.
+            func entry(_ p: (Int, Int)) -> [UInt8] { octalField(p.0, 12) + octalField(p.1, 12) }
+            let inHeader = Array(pairs.prefix(4)), rest = Array(pairs.dropFirst(4))
+            let chunks = stride(from: 0, to: rest.count, by: 21).map { Array(rest[$0..<min($0 + 21, rest.count)]) }
+            let h = header(name: "s", type: "S", size: data.count, magic: Array("ustar  \u{0}".utf8)) { b in
+                for (i, p) in inHeader.enumerated() { b.replaceSubrange((386 + 24 * i)..<(410 + 24 * i), with: entry(p)) }
+                b[482] = chunks.isEmpty ? 0 : 1
+                b.replaceSubrange(483..<495, with: octalField(1024 * n, 12))
+            }
+            let extensions = chunks.enumerated().flatMap { (k, chunk) -> [UInt8] in
+                var block = [UInt8](repeating: 0, count: 512)
+                for (i, p) in chunk.enumerated() { block.replaceSubrange((24 * i)..<(24 * i + 24), with: entry(p)) }
+                block[504] = k + 1 < chunks.count ? 1 : 0
+                return block
+            }
+            return h + extensions + data + endBlocks
+        }
+    }
+
+    @Test(arguments: ["0.1", "0.0", "1.0", "old GNU"])
+    func sparseMapEntriesUpToTheLimit(format: String) throws {
+        #expect(TarLimits.default.maxSparseEntries == 1_000_000)
+        var limits = TarLimits.default
+        limits.maxSparseEntries = 30
+        let members = try readAllMembers(Self.sparse(format, regions: 30), limits: limits)
+        #expect(members.count == 1 && members[0].0.size == 30 * 1024, "\(format)")
+        #expect(members.first?.1.count == 30 * 1024)
+        let error = refusal(Self.sparse(format, regions: 31), limits: limits)
+        #expect(error?.kind == .limitExceeded, "\(format): \(String(describing: error))")
+        #expect(error?.message == "sparse map has more than 30 entries", "\(format)")
+    }
+
+    /// Old GNU extension blocks with no entries add nothing to the map; a
+    /// chain of them is still bounded (by the blocks the limit could need).
+    @Test func emptySparseExtensionBlocksAreBounded() {
+        var limits = TarLimits.default
+        limits.maxSparseEntries = 42
+        let h = header(name: "s", type: "S", size: 0, magic: Array("ustar  \u{0}".utf8)) { b in
+            b[482] = 1
+            b.replaceSubrange(483..<495, with: octalField(0, 12))
+        }
+        var chained = [UInt8](repeating: 0, count: 512)
+        chained[504] = 1
+        // 42 / 21 + 1 = 3 blocks are allowed; the fourth is refused.
+        let last = [UInt8](repeating: 0, count: 512)
+        #expect(refusal(h + Array([[UInt8]](repeating: chained, count: 2).joined()) + last + endBlocks, limits: limits) == nil)
+        let error = refusal(h + Array([[UInt8]](repeating: chained, count: 100).joined()) + last + endBlocks, limits: limits)
+        #expect(error?.kind == .limitExceeded)
+        #expect(error?.message == "sparse map has more than 42 entries")
+    }
+
+    /// PAX 1.0 map numbers: 20 digits (leading zeros) accepted, 21 refused,
+    /// so a map of endless zeros is not read to the end of the member.
+    @Test func sparse10NumbersAreBounded() throws {
+        func archive(countField: String, dataBlocks: Int = 0) -> [UInt8] {
+            let map = padded(Array("\(countField)\n0\n512\n".utf8))
+            let data = [UInt8](repeating: 0x5A, count: 512)
+            return paxHeader(paxRecord("GNU.sparse.major", Array("1".utf8)) + paxRecord("GNU.sparse.minor", Array("0".utf8))
+                             + paxRecord("GNU.sparse.realsize", Array("512".utf8)) + paxRecord("GNU.sparse.name", Array("s".utf8)))
+                + header(name: "GNUSparseFile.0/s", size: map.count + data.count) + map + data + endBlocks
+        }
+        let twenty = String(repeating: "0", count: 19) + "1"
+        #expect(try readAllMembers(archive(countField: twenty)).first?.1.count == 512)
+        let error = refusal(archive(countField: "0" + twenty))
+        #expect(error?.kind == .limitExceeded)
+        #expect(error?.message == "PAX sparse 1.0 map number longer than 20 digits")
+        // A megabyte of zeros where the count should be stops at the 21st.
+        let zeros = [UInt8](repeating: 0x30, count: 1 << 20)
+        let hostile = paxHeader(paxRecord("GNU.sparse.major", Array("1".utf8)) + paxRecord("GNU.sparse.minor", Array("0".utf8))
+                                + paxRecord("GNU.sparse.realsize", Array("512".utf8)))
+            + header(name: "GNUSparseFile.0/s", size: zeros.count) + zeros + endBlocks
+        #expect(refusal(hostile)?.message == "PAX sparse 1.0 map number longer than 20 digits")
+    }
+}

@@ -9,9 +9,12 @@ public struct InnerArchiveTarget: Sendable {
     /// (qubes.xml); 0 keeps nothing.
     public var captureLimit: Int
     public var extraction: TarExtractor.Options
+    /// Bounds on the inner archive (sparse map entries, names, headers).
+    public var limits: TarLimits
 
     public init(directory: String?, relocation: MemberRelocation, captureLimit: Int = 0,
-                extraction: TarExtractor.Options = TarExtractor.Options()) {
+                extraction: TarExtractor.Options = TarExtractor.Options(), limits: TarLimits = .default) {
+        self.limits = limits
         self.directory = directory
         self.relocation = relocation
         self.captureLimit = captureLimit
@@ -54,7 +57,8 @@ final class FilePipeline {
         let volumes = perChunkVolumes
         consumer = try WorkerThread { () throws(QBError) -> InnerArchiveResult in
             defer { channel.stopReading() }
-            let reader = volumes ? TarReader(volumes: channel.volumes) : TarReader(source: channel.source)
+            let options = TarReader.Options(limits: target.limits)
+            let reader = volumes ? TarReader(volumes: channel.volumes, options: options) : TarReader(source: channel.source, options: options)
             return try Self.readInnerArchive(reader, target: target)
         }
         if !perChunkVolumes { stream = try stages(into: channel) }

@@ -43,7 +43,13 @@ public final class ByteChannel: @unchecked Sendable {
 
     public init(blocks: Int = 4) {
         self.blocks = max(1, blocks)
-        slots = DispatchSemaphore(value: self.blocks)
+        // Made at 0 and raised: libdispatch traps ("semaphore object
+        // deallocated while in use") when a semaphore goes away below the
+        // value it was created with, which is how a channel is left when its
+        // reader stops early with blocks still queued (a refused inner
+        // archive) — qb-restore then died of SIGILL instead of reporting.
+        slots = DispatchSemaphore(value: 0)
+        for _ in 0..<self.blocks { slots.signal() }
     }
 
     // MARK: writing side

@@ -152,6 +152,8 @@ public final class TarExtractor {
             throw QBError(.unsafe, "refusing to replace a directory with a file", subject: name)
         }
         let (fd, tmp) = try createTemporary(in: parent, member: name)
+        let registration = InProgressFiles.add(directory: parent, name: tmp)
+        defer { InProgressFiles.remove(registration) }
         var ok = false
         defer {
             if !ok {

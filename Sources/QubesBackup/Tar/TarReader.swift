@@ -516,39 +516,50 @@ public final class TarReader {
         var sparse: SparseMap?
         var stored = size
         var logical = size
-        if type == UInt8(ascii: "S") {
-            var entries: [SparseRegion] = []
-            try appendOldGNUEntries(b[386..<482], count: 4, to: &entries)
-            var extended = b[482] != 0
-            while extended {
-                guard case .block(let ext) = try readBlock() else { throw truncated() }
-                raw.append(contentsOf: ext)
-                try appendOldGNUEntries(ext[0..<504], count: 21, to: &entries)
-                extended = ext[504] != 0
+        // Errors of the map name the member it belongs to.
+        do throws(QBError) {
+            if type == UInt8(ascii: "S") {
+                var entries: [SparseRegion] = []
+                try appendOldGNUEntries(b[386..<482], count: 4, to: &entries)
+                var extended = b[482] != 0
+                // Each extension block holds 21 entries; empty ones (first offset
+                // NUL) add none, so the map's limit alone would not stop a chain
+                // of them, and their raw blocks are kept.
+                var extensionBlocks = 0
+                while extended {
+                    extensionBlocks += 1
+                    guard extensionBlocks <= options.limits.maxSparseEntries / 21 + 1 else { throw sparseLimit() }
+                    guard case .block(let ext) = try readBlock() else { throw truncated() }
+                    raw.append(contentsOf: ext)
+                    try appendOldGNUEntries(ext[0..<504], count: 21, to: &entries)
+                    extended = ext[504] != 0
+                }
+                logical = try TarNumeric.parse(b[483..<495], what: "real size")
+                sparse = try SparseMap(entries: entries, realSize: logical, storedSize: stored)
+            } else if let major = records["GNU.sparse.major"], let minor = records["GNU.sparse.minor"] {
+                guard major == Array("1".utf8), minor == Array("0".utf8) else {
+                    throw QBError(.unsupported, "PAX sparse format \(String(decoding: major, as: UTF8.self)).\(String(decoding: minor, as: UTF8.self)) is not supported",
+                                  subject: String(decoding: path, as: UTF8.self))
+                }
+                guard let real = records["GNU.sparse.realsize"] else {
+                    throw QBError(.malformed, "PAX sparse 1.0 member without GNU.sparse.realsize", subject: String(decoding: path, as: UTF8.self))
+                }
+                logical = try paxNumber(real, "GNU.sparse.realsize")
+                if let name = records["GNU.sparse.name"] { path = name }
+                let (entries, mapBytes) = try readSparse10Map(dataSize: size, raw: &raw)
+                stored = size - mapBytes
+                sparse = try SparseMap(entries: entries, realSize: logical, storedSize: stored)
+            } else if records["GNU.sparse.map"] != nil || records["GNU.sparse.offset"] != nil {
+                guard let real = records["GNU.sparse.realsize"] ?? records["GNU.sparse.size"] else {
+                    throw QBError(.malformed, "PAX sparse member without GNU.sparse.size", subject: String(decoding: path, as: UTF8.self))
+                }
+                logical = try paxNumber(real, "GNU.sparse.size")
+                if let name = records["GNU.sparse.name"] { path = name }
+                let entries = try pax0xEntries(records)
+                sparse = try SparseMap(entries: entries, realSize: logical, storedSize: stored)
             }
-            logical = try TarNumeric.parse(b[483..<495], what: "real size")
-            sparse = try SparseMap(entries: entries, realSize: logical, storedSize: stored)
-        } else if let major = records["GNU.sparse.major"], let minor = records["GNU.sparse.minor"] {
-            guard major == Array("1".utf8), minor == Array("0".utf8) else {
-                throw QBError(.unsupported, "PAX sparse format \(String(decoding: major, as: UTF8.self)).\(String(decoding: minor, as: UTF8.self)) is not supported",
-                              subject: String(decoding: path, as: UTF8.self))
-            }
-            guard let real = records["GNU.sparse.realsize"] else {
-                throw QBError(.malformed, "PAX sparse 1.0 member without GNU.sparse.realsize", subject: String(decoding: path, as: UTF8.self))
-            }
-            logical = try paxNumber(real, "GNU.sparse.realsize")
-            if let name = records["GNU.sparse.name"] { path = name }
-            let (entries, mapBytes) = try readSparse10Map(dataSize: size, raw: &raw)
-            stored = size - mapBytes
-            sparse = try SparseMap(entries: entries, realSize: logical, storedSize: stored)
-        } else if records["GNU.sparse.map"] != nil || records["GNU.sparse.offset"] != nil {
-            guard let real = records["GNU.sparse.realsize"] ?? records["GNU.sparse.size"] else {
-                throw QBError(.malformed, "PAX sparse member without GNU.sparse.size", subject: String(decoding: path, as: UTF8.self))
-            }
-            logical = try paxNumber(real, "GNU.sparse.size")
-            if let name = records["GNU.sparse.name"] { path = name }
-            let entries = try pax0xEntries(records)
-            sparse = try SparseMap(entries: entries, realSize: logical, storedSize: stored)
+        } catch {
+            throw error.about(String(decoding: path, as: UTF8.self))
         }
         if sparse != nil, kind != .regular {
             throw QBError(.malformed, "sparse map on a member that is not a regular file", subject: String(decoding: path, as: UTF8.self))
@@ -595,9 +606,14 @@ public final class TarReader {
     }
 
     private func sparseLimit() -> QBError {
-        QBError(.limitExceeded, "sparse map has more than \(options.limits.maxSparseEntries) entries", subject: current?.name,
+        QBError(.limitExceeded, "sparse map has more than \(options.limits.maxSparseEntries) entries",
                 hint: "corrupt or hostile archive")
     }
+
+    /// Longest number of a PAX 1.0 sparse map, in digits: Int64 has 19, and
+    /// GNU tar writes no leading zeros. With the entry limit this bounds the
+    /// map's text to about 21 bytes per number.
+    static let maxSparse10Digits = 20
 
     /// PAX 1.0: the map is text at the start of the data area — the entry
     /// count, then offset and length of each, every number followed by LF —
@@ -626,6 +642,13 @@ public final class TarReader {
                     value = 0
                     digits = 0
                 } else if byte >= 0x30 && byte <= 0x39 {
+                    // Leading zeros do not overflow: without this bound a map
+                    // of endless "000…" would be read (and kept) to the end of
+                    // the member's data.
+                    guard digits < Self.maxSparse10Digits else {
+                        throw QBError(.limitExceeded, "PAX sparse 1.0 map number longer than \(Self.maxSparse10Digits) digits",
+                                      hint: "corrupt or hostile archive")
+                    }
                     let (m, o1) = value.multipliedReportingOverflow(by: 10)
                     let (sum, o2) = m.addingReportingOverflow(Int64(byte - 0x30))
                     guard !o1, !o2 else { throw bad }

@@ -1,0 +1,213 @@
+import Foundation
+import Testing
+import QBTestSupport
+
+/// Cut backups through the built tools: qb-restore at every 512-byte
+/// boundary of one small fixture and at spread points of the others, the
+/// small-tool pipelines of one file, and qb-untar | qb-header on the header.
+/// Never success where the format could tell, a one-line error per tool,
+/// nothing under a final name that is not complete. (Every boundary of every
+/// fixture is swept in process by TruncationSweepTests.)
+@Suite struct TruncationCLITests {
+    static let valid: [String] = ((try? Manifest.load().fixtures) ?? []).filter(\.valid).map(\.file)
+
+    /// One outer member: its name and the byte ranges of header and data.
+    struct Member { var name: String; var header: Int; var dataEnd: Int }
+
+    /// The outer stream's members, read with a few lines of tar (ustar name
+    /// field, octal size field) so the test does not trust the code it tests.
+    static func members(_ bytes: [UInt8]) -> [Member] {
+        var members: [Member] = []
+        var p = 0
+        while p + 512 <= bytes.count {
+            if bytes[p..<(p + 512)].allSatisfy({ $0 == 0 }) { p += 512; continue }
+            let name = String(decoding: bytes[p..<(p + 100)].prefix { $0 != 0 }, as: UTF8.self)
+            let field = bytes[(p + 124)..<(p + 136)].filter { (0x30...0x37).contains($0) }
+            let size = Int(String(decoding: field, as: UTF8.self), radix: 8) ?? 0
+            let end = p + 512 + (size + 511) / 512 * 512
+            if !name.contains("PaxHeaders") { members.append(Member(name: name, header: p, dataEnd: end)) }
+            p = end
+        }
+        return members
+    }
+
+    /// Whether `cut` lies in zero bytes running to the next 10,240-byte
+    /// member archive or the end, after at least one zero block (see
+    /// TruncationSweepTests).
+    static func inMemberPadding(_ bytes: [UInt8], cut: Int) -> Bool {
+        var p = cut
+        while p < bytes.count, bytes[p] == 0 { p += 1 }
+        return (p == bytes.count || p % 10_240 == 0) && cut >= 512 && bytes[(cut - 512)..<cut].allSatisfy { $0 == 0 }
+    }
+
+    /// What the tools wrote: regular files' bytes and link targets, by relative path.
+    static func snapshot(_ root: URL) throws -> [String: Data] {
+        var nodes: [String: Data] = [:]
+        let fm = FileManager.default
+        guard let walk = fm.enumerator(atPath: root.path) else { return nodes }
+        while let relative = walk.nextObject() as? String {
+            let path = root.appendingPathComponent(relative).path
+            switch try fm.attributesOfItem(atPath: path)[.type] as? FileAttributeType {
+            case .typeSymbolicLink: nodes[relative] = Data(try fm.destinationOfSymbolicLink(atPath: path).utf8)
+            case .typeDirectory: continue
+            default: nodes[relative] = try Data(contentsOf: URL(fileURLWithPath: path))
+            }
+        }
+        return nodes
+    }
+
+    /// Every error line comes from a qb tool and names it, and no more lines
+    /// than the tools that ran (`tools`): each says one line at most.
+    static func oneLinePerTool(_ stderr: String, tools: Int = 1) -> Bool {
+        let lines = stderr.split(separator: "\n").filter { !$0.contains(": warning: ") }
+        return !lines.isEmpty && lines.count <= tools && lines.allSatisfy { $0.hasPrefix("qb-") && $0.contains(": ") }
+    }
+
+    /// The member whose data (not its header) the cut lies in, if any.
+    static func memberCut(_ members: [Member], at cut: Int) -> Member? {
+        members.first { $0.header + 512 < cut && cut < $0.dataEnd }
+    }
+
+    /// ~`count` cut points spread over a file, plus the odd offsets.
+    static func spread(_ size: Int, count: Int) -> [Int] {
+        let step = max(512, size / count / 512 * 512)
+        return Array(Set(Array(stride(from: 0, to: size, by: step)) + [1, 511, 513, size - 1])).sorted()
+    }
+
+    static let restoreCuts: [(String, [Int])] = valid.map { file in
+        let size = (try? FileManager.default.attributesOfItem(atPath: Repo.fixture(file).path)[.size] as? Int) ?? 0
+        if file == "v4-zstd.qubes" { return (file, Array(stride(from: 0, to: size, by: 512)) + [1, 511, 513, size - 1]) }
+        return (file, spread(size, count: 20))
+    }
+
+    @Test(arguments: restoreCuts.map(\.0))
+    func qbRestoreRefusesCutBackups(file: String) throws {
+        let fixture = try Manifest.entry(file)
+        let pass = fixture["passphrase"] as! String
+        let bytes = [UInt8](try Data(contentsOf: Repo.fixture(file)))
+        let work = try ScratchDirectory()
+        try FileManager.default.createDirectory(at: work.file("whole"), withIntermediateDirectories: true)
+        let whole = try run("qb-restore", ["--dom0-home", "--passphrase", "env:P", "-C", "whole", Repo.fixture(file).path],
+                            environment: ["P": pass], directory: work.url)
+        #expect(whole.status == 0, "\(whole.stderr)")
+        let reference = try Self.snapshot(work.file("whole"))
+        let members = Self.members(bytes)
+        var refused = 0
+        for cut in Self.restoreCuts.first(where: { $0.0 == file })!.1 {
+            let dir = try ScratchDirectory()
+            try Data(bytes[..<cut]).write(to: dir.file("cut.qubes"))
+            try FileManager.default.createDirectory(at: dir.file("target"), withIntermediateDirectories: true)
+            let r = try run("qb-restore", ["--dom0-home", "--passphrase", "env:P", "-C", "target", "cut.qubes"],
+                            environment: ["P": pass], directory: dir.url)
+            if r.status == 0 {
+                // Only a cut between two backed-up files can pass for a whole backup (of fewer files).
+                #expect(Self.inMemberPadding(bytes, cut: cut), "\(file) cut at \(cut) accepted")
+                let last = members.last { $0.header < cut }
+                #expect(last.map { $0.name.hasSuffix(".hmac") || $0.name.hasSuffix(".enc") } ?? false, "\(file) cut at \(cut)")
+            } else {
+                refused += 1
+                // v2/v3: a file's stream that ends at a chunk boundary fails openssl's padding check (status 1).
+                let badPadding = r.status == 1 && r.stderr.contains("bad padding") && Self.inMemberPadding(bytes, cut: cut)
+                #expect(r.status == 3 || badPadding, "\(file) cut at \(cut): \(r.status) \(r.stderr)")
+                #expect(Self.oneLinePerTool(r.stderr), "\(file) cut at \(cut): \(r.stderr)")
+                let words = ["truncated", "ends before", "the stream ends after it", "no files", "bad padding"]
+                #expect(words.contains { r.stderr.contains($0) }, "\(file) cut at \(cut): \(r.stderr)")
+            }
+            #expect(dir.listing().allSatisfy { ["cut.qubes", "target"].contains($0) || $0.hasPrefix("target/") })
+            for (path, content) in try Self.snapshot(dir.file("target")) {
+                #expect(!path.contains(".qb-tmp"), "\(file) cut at \(cut): \(path) left behind")
+                #expect(path.contains(".qb-tmp") || reference[path] == content,
+                        "\(file) cut at \(cut): \(path) has its final name but not its whole content")
+            }
+        }
+        #expect(refused > 0)
+    }
+
+    /// The v3 manual-procedure pipeline of one image, fed a backup cut inside
+    /// that image's chunks: every cut fails the pipeline, names the member,
+    /// and leaves no private.img.
+    @Test func v3PipelineRefusesCutChunks() throws {
+        let file = "v3-aes-gzip.qubes"
+        let bytes = [UInt8](try Data(contentsOf: Repo.fixture(file)))
+        let members = Self.members(bytes).filter { $0.name.hasPrefix("vm3/private.img.") }
+        #expect(members.count == 4, "\(members.map(\.name))")
+        let first = members.first!.header, last = members.last!.dataEnd
+        let cuts = Array(Set(stride(from: first, to: last, by: max(512, (last - first) / 20 / 512 * 512)).map { $0 } + [first + 1, last - 1, last - 512])).sorted()
+        for cut in cuts {
+            let dir = try ScratchDirectory()
+            try Data(bytes[..<cut]).write(to: dir.file("cut.qubes"))
+            let r = try shell("""
+                mkdir out && qb-untar -i --tar 'vm3/private.img.[0-9]*' < cut.qubes \
+                  | qb-hmac --check --passphrase env:P | qb-decrypt --passphrase env:P | qb-decompress -f gzip \
+                  | qb-untar -x --within vm3/private.img --strip-components 1 -C out
+                """, environment: ["P": "qubes"], directory: dir.url)
+            #expect(r.status != 0, "cut at \(cut) accepted")
+            #expect(Self.oneLinePerTool(r.stderr, tools: 5), "cut at \(cut): \(r.stderr)")
+            // A cut inside a header leaves no name to give; inside data, the member is named.
+            if Self.memberCut(members, at: cut) != nil {
+                #expect(r.stderr.contains("vm3/private.img"), "cut at \(cut): the member is not named: \(r.stderr)")
+            }
+            #expect(dir.listing() == ["cut.qubes", "out"], "cut at \(cut): \(dir.listing())")
+        }
+    }
+
+    /// The same for a version 4 backup, whose chunks qb-decrypt --chunks opens.
+    @Test func v4PipelineRefusesCutChunks() throws {
+        let file = "v4-gzip.qubes"
+        let fixture = try Manifest.entry(file)
+        let bytes = [UInt8](try Data(contentsOf: Repo.fixture(file)))
+        let members = Self.members(bytes).filter { $0.name.hasPrefix("vm3/private.img.") }
+        #expect(members.count >= 2, "\(members.map(\.name))")
+        let first = members.first!.header, last = members.last!.dataEnd
+        let cuts = Array(Set(stride(from: first, to: last, by: max(512, (last - first) / 20 / 512 * 512)).map { $0 } + [first + 1, last - 1, last - 512])).sorted()
+        for cut in cuts {
+            let dir = try ScratchDirectory()
+            try Data(bytes[..<cut]).write(to: dir.file("cut.qubes"))
+            let r = try shell("""
+                mkdir out && qb-untar -i --tar 'vm3/private.img.[0-9]*' < cut.qubes \
+                  | qb-decrypt --chunks --backup-id "$ID" --passphrase env:P | qb-decompress -f gzip \
+                  | qb-untar -x --within vm3/private.img --strip-components 1 -C out
+                """, environment: ["P": fixture["passphrase"] as! String, "ID": fixture["backup_id"] as! String], directory: dir.url)
+            #expect(r.status != 0, "cut at \(cut) accepted")
+            #expect(Self.oneLinePerTool(r.stderr, tools: 4), "cut at \(cut): \(r.stderr)")
+            // A cut inside a header leaves no name to give; inside data, the member is named.
+            if Self.memberCut(members, at: cut) != nil {
+                #expect(r.stderr.contains("vm3/private.img"), "cut at \(cut): the member is not named: \(r.stderr)")
+            }
+            #expect(dir.listing() == ["cut.qubes", "out"], "cut at \(cut): \(dir.listing())")
+        }
+    }
+
+    /// The header and its .hmac at every boundary of their two member
+    /// archives: qb-untar refuses the cut member, or qb-header --verify
+    /// refuses what is there; only cuts after both are whole pass.
+    @Test(arguments: ["v3-aes-gzip.qubes", "v4-gzip.qubes"])
+    func headerStepsRefuseCutHeaders(file: String) throws {
+        let pass = try Manifest.entry(file)["passphrase"] as! String
+        let bytes = [UInt8](try Data(contentsOf: Repo.fixture(file)))
+        let hmac = Self.members(bytes).first { $0.name == "backup-header.hmac" }!
+        for cut in Array(stride(from: 0, to: hmac.dataEnd + 1024, by: 512)) + [1, 511, 513] {
+            let dir = try ScratchDirectory()
+            try Data(bytes[..<cut]).write(to: dir.file("cut.qubes"))
+            let r = try shell("""
+                set -e
+                qb-untar -i -x -f cut.qubes backup-header backup-header.hmac
+                qb-header --verify backup-header.hmac --passphrase env:P backup-header
+                """, environment: ["P": pass], directory: dir.url)
+            // The outer reader wants one zero block after the last member (FORMAT.md §3.2, §8.3).
+            if cut >= hmac.dataEnd + 512 {
+                #expect(r.status == 0, "cut at \(cut): \(r.stderr)")
+                continue
+            }
+            // 3: the cut member is truncated; 2: a member asked for is not in the archive at all.
+            #expect(r.status == 3 || (r.status == 2 && r.stderr.contains("not found in archive")), "cut at \(cut): \(r.status) \(r.stderr)")
+            #expect(Self.oneLinePerTool(r.stderr), "cut at \(cut): \(r.stderr)")
+            #expect(!dir.listing().contains { $0.contains(".qb-tmp") }, "cut at \(cut): \(dir.listing())")
+            // Whatever qb-untar wrote is whole: the header or .hmac member whose data ended before the cut.
+            for name in dir.listing() where name != "cut.qubes" {
+                let member = Self.members(bytes).first { $0.name == name }
+                #expect(member.map { $0.dataEnd <= cut } ?? false, "cut at \(cut): \(name) written but cut")
+            }
+        }
+    }
+}
