@@ -55,7 +55,7 @@ struct QBDecrypt: QBCommand {
     @Option(help: ArgumentHelp("With --scrypt or --chunks: the backup-id bound into the passphrase (from qb-header --get backup-id).", valueName: "id"))
     var backupId: String?
 
-    @Option(help: ArgumentHelp("With --scrypt or --chunks: largest scrypt memory (128·r·N) to accept, in bytes; the default 2 GiB covers Qubes' parameters.", valueName: "bytes"))
+    @Option(help: ArgumentHelp("With --scrypt or --chunks: largest scrypt memory, 128·r·(N+p+2), to accept, in bytes; the default 2 GiB covers Qubes' parameters.", valueName: "bytes"))
     var maxMemory = ScryptLimits.default.maximumMemory
 
     @Option(help: ArgumentHelp("With --scrypt or --chunks: largest envelope (chunk) to hold in memory while it is authenticated, in bytes.", valueName: "bytes"))

@@ -59,7 +59,7 @@ struct QBRestore: QBCommand {
     @Option(help: ArgumentHelp("Largest chunk to hold in memory while it is authenticated, in bytes (Qubes writes 100 MiB).", valueName: "bytes"))
     var maxSize = 1 << 30
 
-    @Option(help: ArgumentHelp("v4: largest scrypt memory (128·r·N) to accept, in bytes; the default 2 GiB covers Qubes' parameters.", valueName: "bytes"))
+    @Option(help: ArgumentHelp("v4: largest scrypt memory, 128·r·(N+p+2), to accept, in bytes; the default 2 GiB covers Qubes' parameters.", valueName: "bytes"))
     var maxMemory = ScryptLimits.default.maximumMemory
 
     @Option(help: ArgumentHelp("Most regions the sparse map of a restored file may list (default 1000000); raise it only for a backup you trust.", valueName: "n"))

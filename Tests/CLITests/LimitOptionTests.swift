@@ -44,10 +44,10 @@ import QBTestSupport
     }
 
     @Test func restoreMaxMemory() throws {
-        // The fixtures' scrypt parameters: logN 10, r 8 → 128 · 8 · 1024 bytes.
-        let (ok, _) = try restore("v4-gzip.qubes", ["--max-memory", "1048576"])
+        // The fixtures' scrypt parameters: logN 10, r 8, p 1 → 128 · 8 · (1024 + 1 + 2) bytes.
+        let (ok, _) = try restore("v4-gzip.qubes", ["--max-memory", "1051648"])
         #expect(ok.status == 0, "\(ok.stderr)")
-        let (over, dir) = try restore("v4-gzip.qubes", ["--max-memory", "1048575"])
+        let (over, dir) = try restore("v4-gzip.qubes", ["--max-memory", "1051647"])
         expectRefused(over, dir, "exceed the work limit")
         #expect(dir.listing() == ["target"])
     }

@@ -231,9 +231,10 @@ public enum FuzzEntries {
 
     // MARK: - 5. scrypt envelopes
 
-    /// Cheap limits, so no input can make an execution expensive: at most
-    /// 128 KiB of scrypt memory (logN 7 with r 8, or logN 10 with r 1).
-    public static let scryptLimits = ScryptLimits(maximumMemory: 1 << 17, maximumP: 2)
+    /// Cheap limits, so no input can make an execution expensive: about
+    /// 132 KiB of scrypt memory, 128·r·(N + p + 2) (logN 7 with r 8, or
+    /// logN 10 with r 1, and p up to 2).
+    public static let scryptLimits = ScryptLimits(maximumMemory: 128 * ((1 << 10) + 2 + 2), maximumP: 2)
     /// The passphrase of the seeds: the v4 header copy's `backup-header!PASS`.
     public static let scryptPassphrase = "backup-header!qubes"
 
@@ -315,14 +316,15 @@ public enum FuzzEntries {
     // MARK: - 9. a whole backup through qb-restore's path
 
     /// Input: a whole backup file. Read with the fixtures' passphrase and
-    /// cheap limits (the fixtures' scrypt parameters need 1 MiB), every
+    /// cheap limits (the fixtures' scrypt parameters, logN 10, r 8, p 1,
+    /// need 128·8·(1024 + 3) bytes), every
     /// file streamed through its stages and read through, nothing written.
     public static func restore(_ data: [UInt8]) -> FuzzOutcome {
         var decompression = DecompressionOptions()
         decompression.outputLimit = 1 << 24
         decompression.lzmaMemoryLimit = 64 << 20
         let options = RestoreOptions(parallelism: 1, maximumChunkSize: 1 << 20,
-                                     scryptLimits: ScryptLimits(maximumMemory: 1 << 20, maximumP: 1),
+                                     scryptLimits: ScryptLimits(maximumMemory: 128 * 8 * ((1 << 10) + 1 + 2), maximumP: 1),
                                      decompression: decompression)
         let restore = BackupRestore(source: MemorySource(data), passphrase: Secret(passphrase), options: options)
         return run { () throws(QBError) in
