@@ -80,7 +80,9 @@ public struct ScryptKey: Sendable {
     /// Authenticates the whole envelope — header MAC, then the trailing MAC
     /// over everything before it — and only then decrypts. Nothing is
     /// released from an envelope that does not verify (unlike `scrypt dec`).
-    public func open(_ envelope: [UInt8], header: ScryptHeader, subject: String?, wrongKeyHint: String) throws(QBError) -> [UInt8] {
+    /// Decrypts in the envelope's own memory when the caller hands over the
+    /// only reference to it.
+    public func open(_ envelope: consuming [UInt8], header: ScryptHeader, subject: String?, wrongKeyHint: String) throws(QBError) -> [UInt8] {
         let macKey = Secret(Array(derived.bytes[32..<64]))
         let sha256 = DigestAlgorithm("sha256")!
         guard constantTimeEqual(try HMACContext.mac(header.signed, algorithm: sha256, key: macKey), header.headerMAC) else {
@@ -96,16 +98,20 @@ public struct ScryptKey: Sendable {
             throw QBError(.authentication, "scrypt envelope does not authenticate", subject: subject,
                           hint: "modified or truncated data; tampered backup")
         }
-        return try OpenSSLPrimitives.aes256CTR(key: derived.bytes[0..<32], envelope[ScryptHeader.size..<end])
+        var bytes = envelope
+        try OpenSSLPrimitives.aes256CTR(key: derived.bytes[0..<32], inPlace: &bytes, range: ScryptHeader.size..<end)
+        bytes.removeSubrange(end...)
+        bytes.removeSubrange(..<ScryptHeader.size)
+        return bytes
     }
 }
 
 /// Whole-envelope decryption for small members (the v4 header copy).
 public enum ScryptFile {
-    public static func decrypt(_ envelope: [UInt8], passphrase: Secret, limits: ScryptLimits = .default,
+    public static func decrypt(_ envelope: consuming [UInt8], passphrase: Secret, limits: ScryptLimits = .default,
                                subject: String? = nil, wrongKeyHint: String = QBError.wrongPassphraseOrTampered) throws(QBError) -> [UInt8] {
         let header = try ScryptHeader(parsing: envelope[...], limits: limits, subject: subject)
         let key = try header.deriveKey(passphrase: passphrase)
-        return try key.open(envelope, header: header, subject: subject, wrongKeyHint: wrongKeyHint)
+        return try key.open(consume envelope, header: header, subject: subject, wrongKeyHint: wrongKeyHint)
     }
 }

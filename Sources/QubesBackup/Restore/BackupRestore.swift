@@ -220,6 +220,7 @@ public final class BackupRestore {
         do throws(QBError) {
             var next = try nextChunk()
             while let chunk = next {
+                next = nil
                 let file = chunk.name.file
                 if files.last?.file != file {
                     if let current { close(current) }
@@ -234,7 +235,8 @@ public final class BackupRestore {
                 }
                 files[files.count - 1].chunks += 1
                 if let pipeline = current {
-                    try jobs.submit({ () throws(QBError) -> [UInt8] in try opener.open(chunk) },
+                    let handoff = ChunkHandoff(consume chunk)
+                    try jobs.submit({ () throws(QBError) -> [UInt8] in try opener.open(handoff.take()) },
                                     deliver: { (bytes: consuming [UInt8]) throws(QBError) in
                                         try pipeline.deliver(bytes)
                                         chunks.recycle(bytes)

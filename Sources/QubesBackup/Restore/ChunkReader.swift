@@ -100,18 +100,33 @@ public enum ChunkOpener: Sendable {
     /// chunk's name; the plaintext comes out.
     case scrypt(backupID: String, passphrase: Secret, limits: ScryptLimits)
 
-    public func open(_ chunk: StoredChunk) throws(QBError) -> [UInt8] {
-        let bytes = chunk.bytes ?? []
+    public func open(_ chunk: consuming StoredChunk) throws(QBError) -> [UInt8] {
+        let name = chunk.name
+        let mac = chunk.mac
+        let bytes = (consume chunk).bytes ?? []
         switch self {
         case .hmac(let digest, let passphrase):
-            let line = try DigestLine(parsing: chunk.mac ?? [], subject: chunk.name.description + ".hmac")
+            let line = try DigestLine(parsing: mac ?? [], subject: name.description + ".hmac")
             _ = try HMACVerifier.verify(source: MemorySource(bytes), expected: line, passphrase: passphrase,
-                                        requested: digest, subject: chunk.name.description)
+                                        requested: digest, subject: name.description)
             return bytes
         case .scrypt(let backupID, let passphrase, let limits):
-            let key = passphrase.bound(to: [backupID, chunk.name.chunk])
-            return try ScryptFile.decrypt(bytes, passphrase: key, limits: limits, subject: chunk.name.description,
+            let key = passphrase.bound(to: [backupID, name.chunk])
+            return try ScryptFile.decrypt(consume bytes, passphrase: key, limits: limits, subject: name.description,
                                           wrongKeyHint: "wrong passphrase, or the chunk was renamed or comes from another backup")
         }
+    }
+}
+
+/// Gives a chunk to the job that opens it together with the only reference
+/// to its bytes, so that a v4 chunk is decrypted in its own memory.
+final class ChunkHandoff: @unchecked Sendable {
+    // @unchecked: set before the job is queued, taken once by the job.
+    private var chunk: StoredChunk?
+    init(_ chunk: consuming StoredChunk) { self.chunk = chunk }
+    func take() -> StoredChunk {
+        var out: StoredChunk? = nil
+        swap(&out, &chunk)
+        return out!
     }
 }

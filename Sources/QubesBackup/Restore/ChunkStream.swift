@@ -17,7 +17,8 @@ public enum ChunkStream {
                                   hint: "select one file's chunks, e.g. qb-untar -i --tar '\(file).*'")
                 }
                 file = chunk.name.file
-                try jobs.submit({ () throws(QBError) -> [UInt8] in try opener.open(chunk) },
+                let handoff = ChunkHandoff(consume chunk)
+                try jobs.submit({ () throws(QBError) -> [UInt8] in try opener.open(handoff.take()) },
                                 deliver: { (bytes: consuming [UInt8]) throws(QBError) in
                                     try sink.write(contentsOf: bytes[...])
                                     chunks.recycle(bytes)
