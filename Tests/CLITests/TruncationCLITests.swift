@@ -127,49 +127,38 @@ import QBTestSupport
     /// that image's chunks: every cut fails the pipeline, names the member,
     /// and leaves no private.img.
     @Test func v3PipelineRefusesCutChunks() throws {
-        let file = "v3-aes-gzip.qubes"
-        let bytes = [UInt8](try Data(contentsOf: Repo.fixture(file)))
-        let members = Self.members(bytes).filter { $0.name.hasPrefix("vm3/private.img.") }
-        #expect(members.count == 4, "\(members.map(\.name))")
-        let first = members.first!.header, last = members.last!.dataEnd
-        let cuts = Array(Set(stride(from: first, to: last, by: max(512, (last - first) / 20 / 512 * 512)).map { $0 } + [first + 1, last - 1, last - 512])).sorted()
-        for cut in cuts {
-            let dir = try ScratchDirectory()
-            try Data(bytes[..<cut]).write(to: dir.file("cut.qubes"))
-            let r = try shell("""
-                mkdir out && qb-untar -i --tar 'vm3/private.img.[0-9]*' < cut.qubes \
-                  | qb-hmac --check --passphrase env:P | qb-decrypt --passphrase env:P | qb-decompress -f gzip \
-                  | qb-untar -x --within vm3/private.img --strip-components 1 -C out
-                """, environment: ["P": "qubes"], directory: dir.url)
-            #expect(r.status != 0, "cut at \(cut) accepted")
-            #expect(Self.oneLinePerTool(r.stderr, tools: 5), "cut at \(cut): \(r.stderr)")
-            // A cut inside a header leaves no name to give; inside data, the member is named.
-            if Self.memberCut(members, at: cut) != nil {
-                #expect(r.stderr.contains("vm3/private.img"), "cut at \(cut): the member is not named: \(r.stderr)")
-            }
-            #expect(dir.listing() == ["cut.qubes", "out"], "cut at \(cut): \(dir.listing())")
-        }
+        try Self.pipelineRefusesCutChunks("v3-aes-gzip.qubes", chunks: 4, tools: 5, environment: ["P": "qubes"], stages: """
+            qb-hmac --check --passphrase env:P | qb-decrypt --passphrase env:P
+            """)
     }
 
     /// The same for a version 4 backup, whose chunks qb-decrypt --chunks opens.
     @Test func v4PipelineRefusesCutChunks() throws {
-        let file = "v4-gzip.qubes"
-        let fixture = try Manifest.entry(file)
+        let fixture = try Manifest.entry("v4-gzip.qubes")
+        try Self.pipelineRefusesCutChunks("v4-gzip.qubes", chunks: nil, tools: 4,
+                                          environment: ["P": fixture["passphrase"] as! String, "ID": fixture["backup_id"] as! String],
+                                          stages: #"qb-decrypt --chunks --backup-id "$ID" --passphrase env:P"#)
+    }
+
+    /// Cuts `file` at about 20 places inside vm3/private.img's chunks and
+    /// runs `qb-untar -i | stages | qb-decompress | qb-untar -x` on each.
+    static func pipelineRefusesCutChunks(_ file: String, chunks: Int?, tools: Int, environment: [String: String],
+                                         stages: String) throws {
         let bytes = [UInt8](try Data(contentsOf: Repo.fixture(file)))
         let members = Self.members(bytes).filter { $0.name.hasPrefix("vm3/private.img.") }
-        #expect(members.count >= 2, "\(members.map(\.name))")
+        if let chunks { #expect(members.count == chunks, "\(members.map(\.name))") } else { #expect(members.count >= 2) }
         let first = members.first!.header, last = members.last!.dataEnd
         let cuts = Array(Set(stride(from: first, to: last, by: max(512, (last - first) / 20 / 512 * 512)).map { $0 } + [first + 1, last - 1, last - 512])).sorted()
         for cut in cuts {
             let dir = try ScratchDirectory()
             try Data(bytes[..<cut]).write(to: dir.file("cut.qubes"))
             let r = try shell("""
-                mkdir out && qb-untar -i --tar 'vm3/private.img.[0-9]*' < cut.qubes \
-                  | qb-decrypt --chunks --backup-id "$ID" --passphrase env:P | qb-decompress -f gzip \
+                mkdir out && qb-untar -i --tar 'vm3/private.img.[0-9]*' < cut.qubes \\
+                  | \(stages) | qb-decompress -f gzip \\
                   | qb-untar -x --within vm3/private.img --strip-components 1 -C out
-                """, environment: ["P": fixture["passphrase"] as! String, "ID": fixture["backup_id"] as! String], directory: dir.url)
+                """, environment: environment, directory: dir.url)
             #expect(r.status != 0, "cut at \(cut) accepted")
-            #expect(Self.oneLinePerTool(r.stderr, tools: 4), "cut at \(cut): \(r.stderr)")
+            #expect(Self.oneLinePerTool(r.stderr, tools: tools), "cut at \(cut): \(r.stderr)")
             // A cut inside a header leaves no name to give; inside data, the member is named.
             if Self.memberCut(members, at: cut) != nil {
                 #expect(r.stderr.contains("vm3/private.img"), "cut at \(cut): the member is not named: \(r.stderr)")
