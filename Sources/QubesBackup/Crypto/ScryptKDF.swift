@@ -4,8 +4,8 @@ internal import CScryptKDF
 /// `scrypt` program: its SIMD core is about a quarter faster than OpenSSL's
 /// portable one, and key derivation is what bounds a v4 restore. Callers
 /// check N, r and p against `ScryptLimits` first; the library allocates
-/// 128·r·N bytes and keeps no state between calls, so derivations can run
-/// on several threads.
+/// `ScryptHeader.memory` bytes and keeps no state between calls, so
+/// derivations can run on several threads.
 enum ScryptKDF {
     static func derive(passphrase: Secret, salt: [UInt8], logN: Int, r: Int, p: Int, length: Int) throws(QBError) -> Secret {
         var key = [UInt8](repeating: 0, count: length)
@@ -20,7 +20,7 @@ enum ScryptKDF {
             }
         }
         guard status == 0 else {
-            throw QBError(.limitExceeded, "scrypt key derivation failed: cannot allocate \(128 * r << logN) bytes?")
+            throw QBError(.limitExceeded, "scrypt key derivation failed (logN \(logN), r \(r), p \(p)): out of memory?")
         }
         return Secret(key)
     }

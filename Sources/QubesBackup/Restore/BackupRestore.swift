@@ -70,14 +70,10 @@ public final class BackupRestore {
             header = try BackupHeader(parsing: headerBytes)
             try HeaderAuthentication.checkConsistency(header, method: method)
         } catch {
-            _ = speculation?.opened.join()
-            speculation = nil
+            discardSpeculation()
             throw error
         }
-        if let guess = speculation, guess.backupID != header.backupID {
-            _ = guess.opened.join()
-            speculation = nil
-        }
+        if speculation?.backupID != header.backupID { discardSpeculation() }
         for warning in header.warnings { observer?.warning("backup-header: " + warning) }
         switch method {
         case .scrypt:
@@ -115,6 +111,13 @@ public final class BackupRestore {
         if let thread = try? WorkerThread({ () throws(QBError) -> [UInt8] in try opener.open(chunk) }) {
             speculation = (backupID, thread)
         }
+    }
+
+    /// Waits for a guess no longer wanted (its thread may be inside OpenSSL)
+    /// and forgets it.
+    private func discardSpeculation() {
+        _ = speculation?.opened.join()
+        speculation = nil
     }
 
     /// The next chunk of the outer stream, the one read ahead first.
@@ -192,11 +195,8 @@ public final class BackupRestore {
     @discardableResult
     public func processFiles(route: (String) throws(QBError) -> Route) throws(QBError) -> [(file: String, chunks: Int)] {
         guard let chunks, let opener, let header else { throw QBError(.usage, "read the header and qubes.xml first") }
-        if let guess = speculation {
-            // qubes.xml was never read: the guess is not needed.
-            _ = guess.opened.join()
-            speculation = nil
-        }
+        // qubes.xml was never read: the guess is not needed.
+        discardSpeculation()
         let jobs = InOrderJobs(parallelism: options.parallelism)
         var files: [(file: String, chunks: Int)] = []
         var current: FilePipeline?

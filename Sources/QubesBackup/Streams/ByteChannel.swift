@@ -135,7 +135,7 @@ public final class ByteChannel: @unchecked Sendable {
             giveBack(&pending)
             pendingOffset = 0
             switch item {
-            case .bytes(let b): pending = b; pendingOffset = 0
+            case .bytes(let b): pending = b
             case .endOfVolume: atVolumeEnd = true
             case .end: atEnd = true
             }
