@@ -2,7 +2,9 @@
 #   make demo    restore the bundled sample backup, step by step
 #   make check   install what is missing, build, run every test, lint man pages
 #   make fuzz    run the libFuzzer targets of FuzzTesting/ (FUZZ_SECONDS=60 each,
-#                FUZZ_TARGETS="FuzzTar FuzzHeader" to choose); fails on a crash
+#                FUZZ_RUNS=10000000 to stop each sooner after that many
+#                executions, FUZZ_TARGETS="FuzzTar FuzzHeader" to choose);
+#                fails on a crash
 #   make check-sanitize   every test again under each of $(SANITIZERS)
 #                (default address; SANITIZERS="address thread"), each kind
 #                in its own build directory .build/sanitize-KIND
@@ -81,9 +83,10 @@ bench: deps
 # See FuzzTesting/Package.swift for why both sanitizer spellings are given.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?=
+FUZZ_RUNS ?=
 fuzz: deps
 	cd FuzzTesting && $(SWIFT) build -c release --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address
-	FuzzTesting/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+	FUZZ_RUNS=$(FUZZ_RUNS) FuzzTesting/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 install: all
 	install -d $(BINDIR) $(MANDIR)/man1 $(MANDIR)/man5 $(MANDIR)/man7

@@ -122,7 +122,7 @@ import QBTestSupport
     static let refusals: [(String, Int32, String, String?)] = [
         ("v3-swapped-chunks.qubes", 3, "vm9/private.img: chunk out of order", "standalone/private.img"),
         ("v3-missing-middle-chunk.qubes", 3, "vm9/private.img: chunk out of order", "standalone/private.img"),
-        ("v3-missing-last-chunk.qubes", 1, "vm9/private.img: bad padding", "standalone/private.img"),
+        ("v3-missing-last-chunk.qubes", 3, "vm9/private.img: the file ends before its last chunk", "standalone/private.img"),
         ("v4-missing-middle-chunk.qubes", 3, "vm9/private.img: chunk out of order", "standalone/private.img"),
         ("v4-swapped-chunks.qubes", 3, "vm9/private.img: chunk out of order", "standalone/private.img"),
         ("v4-renamed-chunk.qubes", 1, "vm3/private.img.000.enc: the passphrase does not open", "work/private.img"),

@@ -81,6 +81,20 @@ private func feed(_ bytes: [UInt8], to sink: ByteSink, pieces: [Int]) throws(QBE
     try sink.finish()
 }
 
+/// Keeps what is written, and the size of the largest single write.
+final class WriteSizeRecorder: ByteSink {
+    private(set) var bytes: [UInt8] = []
+    private(set) var largestWrite = 0
+    private(set) var finished = false
+
+    func write(_ span: RawSpan) throws(QBError) {
+        largestWrite = Swift.max(largestWrite, span.byteCount)
+        span.withUnsafeBytes { bytes.append(contentsOf: $0) }
+    }
+
+    func finish() throws(QBError) { finished = true }
+}
+
 /// CRC-32 (RFC 1952 §8), bit by bit: only for building test headers.
 private func crc32(_ bytes: [UInt8]) -> UInt32 {
     var crc: UInt32 = 0xFFFF_FFFF
@@ -149,6 +163,41 @@ private func sampleData(_ count: Int, seed: UInt64) -> [UInt8] {
                 #expect(sink.finished)
             }
         }
+    }
+
+    /// The decoders' output block is the only thing `blockSize` changes:
+    /// the same bytes, never more than a block per downstream write, and
+    /// block boundaries at every place a library call can stop.
+    @Test(arguments: cases)
+    func smallOutputBlocksGiveTheSameBytes(c: Case) throws {
+        let data = sampleData(30_000, seed: 6)
+        let input = try compress(data, c.command)
+        for blockSize in [1, 17, 4095] {
+            var options = DecompressionOptions()
+            options.inflater = c.inflater
+            options.blockSize = blockSize
+            let sink = WriteSizeRecorder()
+            try feed(input, to: makeDecompressor(c.filter, downstream: sink, options: options), pieces: [1 << 20])
+            #expect(sink.bytes == data, "block size \(blockSize)")
+            #expect(sink.largestWrite <= blockSize, "block size \(blockSize): a write of \(sink.largestWrite)")
+            #expect(sink.finished)
+        }
+    }
+
+    /// Output that ends exactly on a block boundary, at the default 1 MiB
+    /// block: libzstd's last call then reads the frame's checksum and fills
+    /// the block at once, and the call after it, which finds nothing more,
+    /// once made a whole stream look truncated.
+    @Test(arguments: cases)
+    func outputEndingOnABlockBoundary(c: Case) throws {
+        let data = sampleData(2 * IOBuffer.defaultCapacity, seed: 8)
+        let input = try compress(data, c.command)
+        var options = DecompressionOptions()
+        options.inflater = c.inflater
+        let sink = MemorySink()
+        try feed(input, to: makeDecompressor(c.filter, downstream: sink, options: options), pieces: [1 << 20])
+        #expect(sink.bytes == data)
+        #expect(sink.finished)
     }
 
     @Test(arguments: cases)

@@ -178,6 +178,12 @@ public enum FuzzEntries {
         }
     }
 
+    /// Buffer and block size of the harness's stages. The library's 1 MiB
+    /// would make every execution map, touch and unmap fresh pages (under
+    /// ASan, anything above 128 KiB is its own mapping, poisoned on free),
+    /// and small blocks reach the block-boundary paths with small inputs.
+    static let blockSize = 1 << 14
+
     /// A scratch directory of this process, made once.
     nonisolated(unsafe) static var scratch: String?
 
@@ -222,7 +228,7 @@ public enum FuzzEntries {
             let sink = MemorySink(limit: 1 << 22)
             let decryptor = try OpenSSLEncDecryptor(cipher: flags & 0x02 == 0 ? "aes-256-cbc" : "aes-128-cbc",
                                                     digest: flags & 0x01 == 0 ? "md5" : "sha256",
-                                                    passphrase: Secret(passphrase), downstream: sink)
+                                                    passphrase: Secret(passphrase), downstream: sink, sliceSize: blockSize)
             try feed(Array(data.dropFirst()), to: decryptor, piece: 1 + Int(flags >> 2) * 7)
             fuzzInvariant(sink.finished, "decryptor finished without finishing downstream")
             fuzzInvariant(sink.bytes.count <= Swift.max(0, data.count - 17), "more plaintext than ciphertext")
@@ -273,6 +279,8 @@ public enum FuzzEntries {
     /// filter (0 = recognise by magic, then gzip, pigz, bzip2, pbzip2, xz,
     /// lzma, zstd, zstdmt, repeating); bit 4: zlib instead of ISA-L; bits
     /// 5–7: pieces of 1, 7, 64, 511, 4096, 65536 or all bytes at once.
+    /// The memory limits are low (the seeds use the levels needing least):
+    /// what a stream's header may ask for is allocated on every execution.
     public static func decompress(_ data: [UInt8]) -> FuzzOutcome {
         guard let selector = data.first else { return .accepted }
         let filters: [CompressionFilter?] = [nil] + CompressionFilter.allCases
@@ -280,6 +288,9 @@ public enum FuzzEntries {
         var options = DecompressionOptions()
         options.inflater = selector & 0x10 == 0 ? .isal : .zlib
         options.outputLimit = 1 << 22
+        options.blockSize = blockSize
+        options.lzmaMemoryLimit = 1 << 20
+        options.zstdWindowLogMax = 20
         let pieces = [1, 7, 64, 511, 4096, 65536, Int.max, Int.max]
         return run { () throws(QBError) in
             let sink = MemorySink()
@@ -323,9 +334,10 @@ public enum FuzzEntries {
         var decompression = DecompressionOptions()
         decompression.outputLimit = 1 << 24
         decompression.lzmaMemoryLimit = 64 << 20
+        decompression.blockSize = blockSize
         let options = RestoreOptions(parallelism: 1, maximumChunkSize: 1 << 20,
                                      scryptLimits: ScryptLimits(maximumMemory: 128 * 8 * ((1 << 10) + 1 + 2), maximumP: 1),
-                                     decompression: decompression)
+                                     decompression: decompression, blockSize: blockSize)
         let restore = BackupRestore(source: MemorySource(data), passphrase: Secret(passphrase), options: options)
         return run { () throws(QBError) in
             _ = try restore.readHeader()

@@ -20,6 +20,11 @@ public struct DecompressionOptions: Sendable {
     /// For outputs whose size is known or small by nature (`qubes.xml`,
     /// a volume of known size), so a small bomb cannot fill a disk.
     public var outputLimit: UInt64 = .max
+    /// Most bytes passed downstream in one write, and the size of the one
+    /// output block every decoder holds. Smaller blocks cost more calls;
+    /// tests and fuzzing use them to reach the block-boundary paths with
+    /// small inputs.
+    public var blockSize: Int = IOBuffer.defaultCapacity
 
     public init() {}
 }
@@ -27,8 +32,9 @@ public struct DecompressionOptions: Sendable {
 /// Makes the decompressing sink for `filter`, or for the format recognised by
 /// its magic bytes when `filter` is nil (`auto`). The result is a `ByteSink`
 /// transform: compressed bytes written to it come out decompressed in
-/// `downstream`, in blocks of at most 1 MiB; `finish()` succeeds only at the
-/// format's proper end (FORMAT.md §7.4) and then finishes `downstream`.
+/// `downstream`, in blocks of at most `options.blockSize` bytes; `finish()`
+/// succeeds only at the format's proper end (FORMAT.md §7.4) and then
+/// finishes `downstream`.
 ///
 /// Errors: magic bytes that do not match the named filter → `.malformed`;
 /// unknown magic under `auto` → `.unsupported`; input ending early →
@@ -144,7 +150,7 @@ public final class Decompressor: ByteSink {
 /// The decoder of one format, without any magic-byte policy of its own
 /// beyond what each format checks for its later members.
 func makeFormatDecoder(_ format: CompressionFormat, downstream: ByteSink, options: DecompressionOptions) throws(QBError) -> ByteSink {
-    let output = DecodedOutput(downstream: downstream, limit: options.outputLimit)
+    let output = DecodedOutput(downstream: downstream, limit: options.outputLimit, blockSize: options.blockSize)
     switch format {
     case .gzip:
         switch options.inflater {
@@ -158,18 +164,19 @@ func makeFormatDecoder(_ format: CompressionFormat, downstream: ByteSink, option
     }
 }
 
-/// The output side every decoder shares: one 1 MiB block, allocated once,
-/// that a C call fills and that is handed downstream at once — so memory
-/// stays bounded whatever the compression ratio.
+/// The output side every decoder shares: one block, allocated once, that a
+/// C call fills and that is handed downstream at once — so memory stays
+/// bounded whatever the compression ratio.
 final class DecodedOutput {
-    private let block = IOBuffer()
+    private let block: IOBuffer
     let downstream: ByteSink
     private let limit: UInt64
     private var total: UInt64 = 0
 
-    init(downstream: ByteSink, limit: UInt64 = .max) {
+    init(downstream: ByteSink, limit: UInt64 = .max, blockSize: Int = IOBuffer.defaultCapacity) {
         self.downstream = downstream
         self.limit = limit
+        self.block = IOBuffer(capacity: Swift.max(blockSize, 1))
     }
 
     /// Lets `body` fill the empty block, passes on what it produced, and

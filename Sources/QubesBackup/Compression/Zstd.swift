@@ -30,14 +30,20 @@ final class ZstdDecoder: ByteSink {
             var input = ZSTD_inBuffer(src: raw.baseAddress, size: raw.count, pos: 0)
             while true {
                 let wasAtFrameEnd = atFrameEnd
-                var ret = 0
+                let consumedBefore = input.pos
+                var ret = 0, produced = 0
                 let filledUp = try output.fill { (out) throws(QBError) -> Int in
                     var o = ZSTD_outBuffer(dst: out.baseAddress, size: out.count, pos: 0)
                     ret = ZSTD_decompressStream(context, &o, &input)
+                    produced = o.pos
                     return o.pos
                 }
                 if ZSTD_isError(ret) != 0 { throw error(ret, afterFrameEnd: wasAtFrameEnd) }
-                atFrameEnd = ret == 0
+                // A call that neither read nor wrote (the one that checks a
+                // filled block was the last) reports what the next frame
+                // would need, not where this one stands: a frame whose end
+                // fills the block exactly would otherwise look unfinished.
+                if input.pos != consumedBefore || produced > 0 { atFrameEnd = ret == 0 }
                 if input.pos == input.size && !filledUp { return }
             }
         }

@@ -6,13 +6,18 @@ public struct RestoreOptions: Sendable {
     public var maximumChunkSize: Int
     public var scryptLimits: ScryptLimits
     public var decompression: DecompressionOptions
+    /// Size of the read buffers of the outer and inner tar readers and of
+    /// the slices decrypted at once (the decoders' output block is
+    /// `decompression.blockSize`). Smaller costs more calls, not safety.
+    public var blockSize: Int
 
     public init(parallelism: Int, maximumChunkSize: Int = 1 << 30, scryptLimits: ScryptLimits = .default,
-                decompression: DecompressionOptions = DecompressionOptions()) {
+                decompression: DecompressionOptions = DecompressionOptions(), blockSize: Int = IOBuffer.defaultCapacity) {
         self.parallelism = parallelism
         self.maximumChunkSize = maximumChunkSize
         self.scryptLimits = scryptLimits
         self.decompression = decompression
+        self.blockSize = blockSize
     }
 }
 
@@ -52,7 +57,7 @@ public final class BackupRestore {
     private var speculation: (backupID: String, opened: WorkerThread<[UInt8]>)?
 
     public init(source: ByteSource, passphrase: Secret, options: RestoreOptions, observer: RestoreObserver? = nil) {
-        self.reader = TarReader(source: source, options: .init(ignoreZeros: true))
+        self.reader = TarReader(source: source, options: .init(ignoreZeros: true), bufferSize: options.blockSize)
         self.passphrase = passphrase
         self.options = options
         self.observer = observer
@@ -86,7 +91,7 @@ public final class BackupRestore {
         }
         if chunks == nil {
             chunks = ChunkReader(reader: reader, layout: header.version == 4 ? .envelopes : .hmacPairs,
-                                 maximumChunkSize: options.maximumChunkSize)
+                                 maximumChunkSize: options.maximumChunkSize, bufferSize: options.blockSize)
         }
         self.header = header
         self.authentication = method
@@ -102,7 +107,8 @@ public final class BackupRestore {
     /// every chunk's unauthenticated envelope header already is.
     private func startSpeculation(_ headerBytes: [UInt8]) {
         guard let backupID = BackupHeader.claimedBackupID(in: headerBytes) else { return }
-        let early = ChunkReader(reader: reader, layout: .envelopes, maximumChunkSize: options.maximumChunkSize)
+        let early = ChunkReader(reader: reader, layout: .envelopes, maximumChunkSize: options.maximumChunkSize,
+                                bufferSize: options.blockSize)
         chunks = early
         let next = Result { () throws(QBError) -> StoredChunk? in try early.next() }
         lookahead = next
@@ -164,7 +170,7 @@ public final class BackupRestore {
             return nil
         }
         let pipeline = try FilePipeline(file: "qubes.xml", header: header, passphrase: passphrase, decompression: options.decompression,
-                                        target: InnerArchiveTarget(directory: nil,
+                                        blockSize: options.blockSize, target: InnerArchiveTarget(directory: nil,
                                                                    relocation: try MemberRelocation(within: "qubes.xml", stripComponents: 0),
                                                                    captureLimit: XMLDocument.maximumSize))
         do throws(QBError) {
@@ -228,7 +234,8 @@ public final class BackupRestore {
                     files.append((file, 0))
                     if case .stream(let target) = try decide(file) {
                         current = try FilePipeline(file: file, header: header, passphrase: passphrase,
-                                                   decompression: options.decompression, target: target)
+                                                   decompression: options.decompression, blockSize: options.blockSize,
+                                                   target: target)
                         let started = current!
                         jobs.then { observer?.fileStarted(started.file) }
                     }

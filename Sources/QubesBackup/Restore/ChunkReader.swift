@@ -16,15 +16,17 @@ public final class ChunkReader {
     private let reader: TarReader
     private var sequence: ChunkSequence
     public let maximumChunkSize: Int
-    private let buffer = IOBuffer()
+    private let buffer: IOBuffer
     /// Chunk memory given back by `recycle`. A fresh 100 MiB buffer costs the
     /// kernel 25,600 zeroed pages, about what authenticating its bytes
     /// costs, so the next chunk is read into one already touched.
     private var spares: [[UInt8]] = []
     private static let maximumSpares = 2
 
-    public init(reader: TarReader, layout: ChunkSequence.Layout, maximumChunkSize: Int, firstIndex: Int = 0) {
+    public init(reader: TarReader, layout: ChunkSequence.Layout, maximumChunkSize: Int, firstIndex: Int = 0,
+                bufferSize: Int = IOBuffer.defaultCapacity) {
         self.reader = reader
+        self.buffer = IOBuffer(capacity: Swift.max(bufferSize, 1))
         self.sequence = ChunkSequence(layout: layout, firstIndex: firstIndex)
         self.maximumChunkSize = maximumChunkSize
     }

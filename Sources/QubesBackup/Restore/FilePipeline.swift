@@ -41,25 +41,29 @@ final class FilePipeline {
     private let header: BackupHeader
     private let passphrase: Secret
     private let decompression: DecompressionOptions
+    private let blockSize: Int
     private let channel = ByteChannel()
     private let perChunkVolumes: Bool
     private var consumer: WorkerThread<InnerArchiveResult>?
     private var stream: ByteSink?
 
     init(file: String, header: BackupHeader, passphrase: Secret, decompression: DecompressionOptions,
-         target: InnerArchiveTarget) throws(QBError) {
+         blockSize: Int, target: InnerArchiveTarget) throws(QBError) {
         self.file = file
         self.header = header
         self.passphrase = passphrase
         self.decompression = decompression
+        let blockSize = Swift.max(blockSize, 4096)
+        self.blockSize = blockSize
         self.perChunkVolumes = header.version == 2
         let channel = self.channel
         let volumes = perChunkVolumes
         consumer = try WorkerThread { () throws(QBError) -> InnerArchiveResult in
             defer { channel.stopReading() }
             let options = TarReader.Options(limits: target.limits)
-            let reader = volumes ? TarReader(volumes: channel.volumes, options: options) : TarReader(source: channel.source, options: options)
-            return try Self.readInnerArchive(reader, target: target)
+            let reader = volumes ? TarReader(volumes: channel.volumes, options: options, bufferSize: blockSize)
+                : TarReader(source: channel.source, options: options, bufferSize: blockSize)
+            return try Self.readInnerArchive(reader, target: target, bufferSize: blockSize)
         }
         if !perChunkVolumes { stream = try stages(into: channel) }
     }
@@ -81,7 +85,7 @@ final class FilePipeline {
         }
         if header.encrypted && header.version < 4 {
             sink = try OpenSSLEncDecryptor(cipher: header.cryptoAlgorithm ?? "aes-256-cbc", digest: "md5",
-                                           passphrase: passphrase, downstream: sink)
+                                           passphrase: passphrase, downstream: sink, sliceSize: blockSize)
         }
         return sink
     }
@@ -106,7 +110,7 @@ final class FilePipeline {
         do throws(QBError) {
             if let stream { try stream.finish() } else { try channel.finish() }
         } catch {
-            throw fail(error)
+            throw fail(Self.missingLastChunk(error, header: header) ?? error)
         }
         guard let consumer else { throw QBError(.io(0), "file pipeline finished twice", subject: file) }
         self.consumer = nil
@@ -126,10 +130,22 @@ final class FilePipeline {
         return error.about(file)
     }
 
-    private static func readInnerArchive(_ reader: TarReader, target: InnerArchiveTarget) throws(QBError) -> InnerArchiveResult {
+    /// Bad padding at the end of a v3 file's one encrypted stream, whose
+    /// every chunk was authenticated (and the passphrase with the header),
+    /// means the stream was cut at a chunk boundary: its last chunks are
+    /// missing, which nothing in the format records (FORMAT.md §5.2). Said
+    /// so, rather than "wrong passphrase" as `openssl enc` would.
+    private static func missingLastChunk(_ error: QBError, header: BackupHeader) -> QBError? {
+        guard error.kind == .authentication, header.version == 3, header.encrypted else { return nil }
+        return QBError(.truncated, "the file ends before its last chunk (its encrypted stream ends without padding)",
+                       hint: "the backup was cut short, or its last chunks removed")
+    }
+
+    private static func readInnerArchive(_ reader: TarReader, target: InnerArchiveTarget,
+                                         bufferSize: Int) throws(QBError) -> InnerArchiveResult {
         var result = InnerArchiveResult()
         let extractor = try target.directory.map { (d) throws(QBError) in try TarExtractor(targetDirectory: d, options: target.extraction) }
-        let buffer = IOBuffer()
+        let buffer = IOBuffer(capacity: bufferSize)
         while let stored = try reader.next() {
             guard let entry = try target.relocation.relocate(stored) else { continue }
             if let extractor {

@@ -52,8 +52,8 @@ public final class TarReader {
     private var inMemberData = false
 
     /// Reads one archive from `source`.
-    public convenience init(source: ByteSource, options: Options = Options()) {
-        self.init(volumes: TarVolumeList([source]), options: options)
+    public convenience init(source: ByteSource, options: Options = Options(), bufferSize: Int = IOBuffer.defaultCapacity) {
+        self.init(volumes: TarVolumeList([source]), options: options, bufferSize: bufferSize)
     }
 
     /// Reads the volumes of a multi-volume archive as one archive. At the

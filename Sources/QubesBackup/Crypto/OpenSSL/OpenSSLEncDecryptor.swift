@@ -18,15 +18,21 @@ public final class OpenSSLEncDecryptor: ByteSink {
     private let downstream: ByteSink
     private var context: OpaquePointer?
     private var header: [UInt8] = []
-    private let output = IOBuffer(capacity: IOBuffer.defaultCapacity + 64)
+    /// Plaintext of one slice of input, with room for the block the
+    /// cipher held back from the slice before.
+    private let output: IOBuffer
+    /// Input is decrypted in slices of at most this many bytes.
+    private let sliceSize: Int
     private let blockSize: Int
 
     /// - Parameters:
     ///   - cipher: any cipher OpenSSL provides that `openssl enc` can use.
     ///   - digest: the key-derivation digest: `md5` for everything Qubes wrote
     ///     (OpenSSL 1.0's default), `sha256` for files from newer openssl.
+    ///   - sliceSize: input is decrypted, and its plaintext passed downstream,
+    ///     in slices of at most this many bytes (plus one held-back block).
     public init(cipher cipherName: String = "aes-256-cbc", digest digestName: String = "md5",
-                passphrase: Secret, downstream: ByteSink) throws(QBError) {
+                passphrase: Secret, downstream: ByteSink, sliceSize: Int = IOBuffer.defaultCapacity) throws(QBError) {
         guard CipherName.isUsable(cipherName), let cipher = EVP_CIPHER_fetch(nil, cipherName.lowercased(), nil) else {
             ERR_clear_error()
             throw QBError(.unsupported, "unknown or unusable cipher '\(cipherName)'", hint: "see `openssl enc -list`")
@@ -41,6 +47,8 @@ public final class OpenSSLEncDecryptor: ByteSink {
         self.passphrase = passphrase
         self.downstream = downstream
         self.blockSize = Int(EVP_CIPHER_get_block_size(cipher))
+        self.sliceSize = Swift.max(sliceSize, 1)
+        self.output = IOBuffer(capacity: self.sliceSize + 64)
     }
 
     deinit {
@@ -60,7 +68,7 @@ public final class OpenSSLEncDecryptor: ByteSink {
         }
         // Slices small enough that the output (input + one block) fits the buffer.
         while rest.byteCount > 0 {
-            let n = min(rest.byteCount, IOBuffer.defaultCapacity)
+            let n = min(rest.byteCount, sliceSize)
             try decrypt(rest.extracting(0..<n))
             rest = rest.extracting(n...)
         }
