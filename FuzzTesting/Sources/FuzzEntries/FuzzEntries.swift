@@ -281,24 +281,41 @@ public enum FuzzEntries {
     /// 5–7: pieces of 1, 7, 64, 511, 4096, 65536 or all bytes at once.
     /// The memory limits are low (the seeds use the levels needing least):
     /// what a stream's header may ask for is allocated on every execution.
+    /// A gzip stream is decoded by both inflaters, which must agree on
+    /// whether it is whole and on every byte it holds.
     public static func decompress(_ data: [UInt8]) -> FuzzOutcome {
         guard let selector = data.first else { return .accepted }
         let filters: [CompressionFilter?] = [nil] + CompressionFilter.allCases
         let filter = filters[Int(selector & 0x0F) % filters.count]
+        let inflater: Inflater = selector & 0x10 == 0 ? .isal : .zlib
+        let stream = Array(data.dropFirst())
+        let piece = [1, 7, 64, 511, 4096, 65536, Int.max, Int.max][Int(selector >> 5)]
+        let (outcome, output, format) = decode(stream, filter: filter, inflater: inflater, piece: piece)
+        if format == .gzip {
+            let other = decode(stream, filter: filter, inflater: inflater == .isal ? .zlib : .isal, piece: piece)
+            fuzzInvariant((other.outcome == .accepted) == (outcome == .accepted),
+                          "\(inflater) says \(outcome), the other inflater \(other.outcome)")
+            fuzzInvariant(outcome != .accepted || other.output == output, "the inflaters decode different bytes")
+        }
+        return outcome
+    }
+
+    static func decode(_ stream: [UInt8], filter: CompressionFilter?, inflater: Inflater, piece: Int)
+        -> (outcome: FuzzOutcome, output: [UInt8], format: CompressionFormat?) {
         var options = DecompressionOptions()
-        options.inflater = selector & 0x10 == 0 ? .isal : .zlib
+        options.inflater = inflater
         options.outputLimit = 1 << 22
         options.blockSize = blockSize
         options.lzmaMemoryLimit = 1 << 20
         options.zstdWindowLogMax = 20
-        let pieces = [1, 7, 64, 511, 4096, 65536, Int.max, Int.max]
-        return run { () throws(QBError) in
-            let sink = MemorySink()
-            let decompressor = makeDecompressor(filter, downstream: sink, options: options)
-            try feed(Array(data.dropFirst()), to: decompressor, piece: pieces[Int(selector >> 5)])
+        let sink = MemorySink()
+        let decompressor = Decompressor(filter: filter, downstream: sink, options: options)
+        let outcome = run { () throws(QBError) in
+            try feed(stream, to: decompressor, piece: piece)
             fuzzInvariant(sink.finished, "decompressor finished without finishing downstream")
             fuzzInvariant(sink.bytes.count <= 1 << 22, "output over the limit")
         }
+        return (outcome, sink.bytes, decompressor.format)
     }
 
     // MARK: - 8. chunk names and their order

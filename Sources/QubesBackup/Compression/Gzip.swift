@@ -99,7 +99,7 @@ final class IsalGzipEngine: MemberEngine {
     func decode(_ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer) throws(QBError)
         -> (consumed: Int, produced: Int, memberEnded: Bool) {
         guard inHeader else { return try inflate(input, into: output) }
-        if header.isEmpty, gzipHeaderLength(input) != nil {
+        if header.isEmpty, try gzipHeaderLength(input) != nil {
             // The usual case: the whole header is in this write.
             inHeader = false
             return try inflate(input, into: output)
@@ -107,7 +107,7 @@ final class IsalGzipEngine: MemberEngine {
         // Take bytes until the header is complete, then pass it on whole.
         let start = header.count
         header.append(contentsOf: input)
-        guard let length = try header.withBytes({ (h) throws(QBError) in gzipHeaderLength(h) }) else {
+        guard let length = try header.withBytes({ (h) throws(QBError) in try gzipHeaderLength(h) }) else {
             if header.count > Self.headerLimit {
                 throw QBError(.limitExceeded, "gzip header longer than \(Self.headerLimit >> 20) MiB", hint: "not a genuine backup")
             }
@@ -152,10 +152,15 @@ final class IsalGzipEngine: MemberEngine {
 
 /// The length of the gzip header at the start of `bytes` (RFC 1952 §2.3:
 /// 10 fixed bytes, then FEXTRA, FNAME, FCOMMENT, FHCRC as flagged), or nil
-/// while it is incomplete. Only measures: the inflater validates it.
-func gzipHeaderLength(_ bytes: UnsafeRawBufferPointer) -> Int? {
-    guard bytes.count >= 10 else { return nil }
+/// while it is incomplete. Measures, and refuses reserved flags, which
+/// RFC 1952 requires and ISA-L does not check; the inflater validates the rest.
+func gzipHeaderLength(_ bytes: UnsafeRawBufferPointer) throws(QBError) -> Int? {
+    guard bytes.count >= 4 else { return nil }
     let flags = bytes[3]
+    if flags & 0xE0 != 0 {
+        throw QBError(.malformed, "gzip data is corrupt: unknown header flags set", hint: "damaged or tampered input")
+    }
+    guard bytes.count >= 10 else { return nil }
     var n = 10
     if flags & 0x04 != 0 {
         guard bytes.count >= n + 2 else { return nil }
