@@ -133,34 +133,65 @@ public enum FuzzEntries {
                          bufferSize: 4096)
     }
 
-    /// Input: as `tarReader`; flags bit 1 reads by fragments (holes
-    /// skipped) instead of logical bytes. Every member is read to its end.
+    /// Input: as `tarReader`. The archive is read twice, by logical bytes
+    /// (holes read as zeros) and by stored fragments (holes skipped): both
+    /// must agree on the outcome, the members, and the first
+    /// `tarCompareBytes` logical bytes of each. Flags bit 1 is unused.
     public static func tar(_ data: [UInt8]) -> FuzzOutcome {
         guard data.count >= 2 else { return .accepted }
+        let bytes = readTar(data, byFragments: false)
+        let fragments = readTar(data, byFragments: true)
+        fuzzInvariant((bytes.outcome == .accepted) == (fragments.outcome == .accepted),
+                      "by bytes \(bytes.outcome), by fragments \(fragments.outcome)")
+        if bytes.outcome == .accepted {
+            fuzzInvariant(bytes.members.count == fragments.members.count, "the two reads see different members")
+            for (b, f) in zip(bytes.members, fragments.members) {
+                fuzzInvariant(b.name == f.name, "member \(b.name) read by fragments as \(f.name)")
+                let n = Swift.min(b.start.count, f.start.count)
+                fuzzInvariant(b.start.prefix(n) == f.start.prefix(n), "\(b.name): bytes and fragments differ")
+            }
+        }
+        return bytes.outcome
+    }
+
+    /// Most logical bytes of each member kept for `tar`'s comparison.
+    static let tarCompareBytes = 1 << 16
+
+    /// Reads every member through (within `tarReadBudget`), keeping each
+    /// one's name and first logical bytes.
+    static func readTar(_ data: [UInt8], byFragments: Bool) -> (outcome: FuzzOutcome, members: [(name: String, start: [UInt8])]) {
         let reader = tarReader(data)
         let archive = data.dropFirst(2)
-        let byFragments = data[0] & 0x02 != 0
-        return run { () throws(QBError) in
+        var members: [(name: String, start: [UInt8])] = []
+        let outcome = run { () throws(QBError) in
             let buffer = IOBuffer(capacity: 4096)
             var budget = tarReadBudget
-            var members = 0
             while let entry = try reader.next() {
-                members += 1
-                fuzzInvariant(members <= archive.count / 512, "more members than header blocks")
+                fuzzInvariant(members.count < archive.count / 512, "more members than header blocks")
                 fuzzInvariant(entry.size >= 0 && entry.storedSize >= 0 && entry.storedSize <= entry.size, "member sizes out of range")
                 if let map = entry.sparseMap {
                     fuzzInvariant(map.realSize == entry.size && map.storedSize == entry.storedSize, "sparse map disagrees with the entry")
                     _ = map.holes
                 }
                 _ = try? MemberPath(entry.path)
+                var start: [UInt8] = []
                 if byFragments {
                     var end: Int64 = 0
                     while budget > 0, try reader.readFragment({ (offset, bytes) throws(QBError) in
                         fuzzInvariant(offset >= end, "fragments out of order")
+                        let kept = Int64(start.count)
+                        if kept < Int64(tarCompareBytes) {
+                            start += repeatElement(0, count: Int(Swift.min(offset, Int64(tarCompareBytes)) - Swift.min(kept, offset)))
+                            bytes.withUnsafeBytes { start += $0.prefix(tarCompareBytes - start.count) }
+                        }
                         end = offset + Int64(bytes.byteCount)
                         fuzzInvariant(end <= entry.size, "fragment beyond the member's size")
                         budget -= bytes.byteCount
                     }) {}
+                    // Trailing holes: zeros up to the member's size.
+                    if budget > 0, start.count < tarCompareBytes {
+                        start += repeatElement(0, count: Int(Swift.min(entry.size, Int64(tarCompareBytes))) - start.count)
+                    }
                 } else {
                     var total: Int64 = 0
                     while budget > 0 {
@@ -170,12 +201,17 @@ public enum FuzzEntries {
                             fuzzInvariant(total == entry.size, "member read as \(total) bytes, size \(entry.size)")
                             break
                         }
+                        if start.count < tarCompareBytes {
+                            buffer.withReadable { (bytes) in bytes.withUnsafeBytes { start += $0.prefix(tarCompareBytes - start.count) } }
+                        }
                         total += Int64(n)
                         budget -= n
                     }
                 }
+                members.append((entry.name, start))
             }
         }
+        return (outcome, members)
     }
 
     /// Buffer and block size of the harness's stages. The library's 1 MiB
@@ -222,17 +258,29 @@ public enum FuzzEntries {
     /// Input: a flags byte, then the stream. Bit 0: key derivation digest
     /// sha256 instead of md5; bit 1: aes-128-cbc instead of aes-256-cbc;
     /// bits 2–7: the stream is written in pieces of 1 + that many × 7 bytes.
+    /// It is decrypted a second time, whole and in slices of 5 bytes (every
+    /// slice's end inside a cipher block): both must agree.
     public static func opensslEnc(_ data: [UInt8]) -> FuzzOutcome {
         guard let flags = data.first else { return .accepted }
-        return run { () throws(QBError) in
-            let sink = MemorySink(limit: 1 << 22)
+        let stream = Array(data.dropFirst())
+        let first = decrypt(stream, flags: flags, piece: 1 + Int(flags >> 2) * 7, sliceSize: blockSize)
+        let second = decrypt(stream, flags: flags, piece: Int.max, sliceSize: 5)
+        fuzzInvariant(first.outcome == second.outcome, "\(first.outcome), but \(second.outcome) whole in slices of 5")
+        fuzzInvariant(first.plaintext == second.plaintext, "different plaintext whole in slices of 5")
+        return first.outcome
+    }
+
+    static func decrypt(_ stream: [UInt8], flags: UInt8, piece: Int, sliceSize: Int) -> (outcome: FuzzOutcome, plaintext: [UInt8]) {
+        let sink = MemorySink(limit: 1 << 22)
+        let outcome = run { () throws(QBError) in
             let decryptor = try OpenSSLEncDecryptor(cipher: flags & 0x02 == 0 ? "aes-256-cbc" : "aes-128-cbc",
                                                     digest: flags & 0x01 == 0 ? "md5" : "sha256",
-                                                    passphrase: Secret(passphrase), downstream: sink, sliceSize: blockSize)
-            try feed(Array(data.dropFirst()), to: decryptor, piece: 1 + Int(flags >> 2) * 7)
+                                                    passphrase: Secret(passphrase), downstream: sink, sliceSize: sliceSize)
+            try feed(stream, to: decryptor, piece: piece)
             fuzzInvariant(sink.finished, "decryptor finished without finishing downstream")
-            fuzzInvariant(sink.bytes.count <= Swift.max(0, data.count - 17), "more plaintext than ciphertext")
+            fuzzInvariant(sink.bytes.count <= Swift.max(0, stream.count - 16), "more plaintext than ciphertext")
         }
+        return (outcome, sink.bytes)
     }
 
     // MARK: - 5. scrypt envelopes
@@ -281,8 +329,10 @@ public enum FuzzEntries {
     /// 5–7: pieces of 1, 7, 64, 511, 4096, 65536 or all bytes at once.
     /// The memory limits are low (the seeds use the levels needing least):
     /// what a stream's header may ask for is allocated on every execution.
-    /// A gzip stream is decoded by both inflaters, which must agree on
-    /// whether it is whole and on every byte it holds.
+    /// Each stream is decoded a second time in other pieces and output
+    /// blocks (of one byte when the output is small, so every member's end
+    /// meets a block's end), and a gzip stream by the other inflater too:
+    /// all must agree on whether it is whole and on every byte it holds.
     public static func decompress(_ data: [UInt8]) -> FuzzOutcome {
         guard let selector = data.first else { return .accepted }
         let filters: [CompressionFilter?] = [nil] + CompressionFilter.allCases
@@ -290,17 +340,21 @@ public enum FuzzEntries {
         let inflater: Inflater = selector & 0x10 == 0 ? .isal : .zlib
         let stream = Array(data.dropFirst())
         let piece = [1, 7, 64, 511, 4096, 65536, Int.max, Int.max][Int(selector >> 5)]
-        let (outcome, output, format) = decode(stream, filter: filter, inflater: inflater, piece: piece)
+        let (outcome, output, format) = decode(stream, filter: filter, inflater: inflater, piece: piece, blockSize: blockSize)
+        func agree(_ other: (outcome: FuzzOutcome, output: [UInt8], format: CompressionFormat?), _ what: String) {
+            fuzzInvariant((other.outcome == .accepted) == (outcome == .accepted), "\(outcome), but \(other.outcome) \(what)")
+            fuzzInvariant(outcome != .accepted || other.output == output, "different bytes \(what)")
+        }
+        agree(decode(stream, filter: filter, inflater: inflater, piece: piece == Int.max ? 13 : Int.max,
+                     blockSize: output.count < 1 << 16 ? 1 : 4093), "in other pieces and blocks")
         if format == .gzip {
-            let other = decode(stream, filter: filter, inflater: inflater == .isal ? .zlib : .isal, piece: piece)
-            fuzzInvariant((other.outcome == .accepted) == (outcome == .accepted),
-                          "\(inflater) says \(outcome), the other inflater \(other.outcome)")
-            fuzzInvariant(outcome != .accepted || other.output == output, "the inflaters decode different bytes")
+            agree(decode(stream, filter: filter, inflater: inflater == .isal ? .zlib : .isal, piece: piece, blockSize: blockSize),
+                  "with the other inflater")
         }
         return outcome
     }
 
-    static func decode(_ stream: [UInt8], filter: CompressionFilter?, inflater: Inflater, piece: Int)
+    static func decode(_ stream: [UInt8], filter: CompressionFilter?, inflater: Inflater, piece: Int, blockSize: Int)
         -> (outcome: FuzzOutcome, output: [UInt8], format: CompressionFormat?) {
         var options = DecompressionOptions()
         options.inflater = inflater
