@@ -49,7 +49,9 @@ private func isPrefix(_ out: Data, of original: Data) -> Bool {
 }
 
 @Suite struct DecompressInteropTests {
-    /// Sizes 0, 1, a few KiB and several MiB, random and compressible.
+    /// Sizes 0, 1, a few KiB and several MiB, random and compressible, and
+    /// text of exactly 4 MiB, whose end meets the end of an output block
+    /// (zstd once reported such a stream as truncated).
     static let inputs = """
         : > empty
         printf x > one
@@ -57,8 +59,9 @@ private func isPrefix(_ out: Data, of original: Data) -> Bool {
         head -c 5000000 /dev/urandom > random-5m
         seq 1 1000 | head -c 3500 > text-3k
         seq 1 1200000 > text-8m
+        yes 'a line of text' | head -c 4194304 > text-4mib
         """
-    static let inputNames = ["empty", "one", "random-3k", "random-5m", "text-3k", "text-8m"]
+    static let inputNames = ["empty", "one", "random-3k", "random-5m", "text-3k", "text-8m", "text-4mib"]
 
     @Test(arguments: installedCodecs)
     func decodesWhatTheRealProgramWrote(codec: Codec) throws {

@@ -225,6 +225,24 @@ private func sampleData(_ count: Int, seed: UInt64) -> [UInt8] {
         }
     }
 
+    /// A frame of zstd 0.6 (magic FD2FB526) after a zstd frame: libzstd
+    /// decodes it when the whole magic is in one call, refuses it otherwise;
+    /// qb refuses it in any pieces, as the trailing garbage it is here.
+    @Test func legacyZstdFramesAreRefusedInAnyPieces() throws {
+        let data = sampleData(3_000, seed: 10)
+        let legacy: [UInt8] = [0x26, 0xB5, 0x2F, 0xFD, 0x1B, 0xFF, 0xFF, 0xE7]
+        let stream = try compress(data, ["zstd", "-q", "-c"]) + legacy
+        for pieces in [[1 << 20], [1], [13], [stream.count - 8, 2]] {
+            let sink = MemorySink()
+            let error = #expect(throws: QBError.self, "pieces \(pieces)") {
+                try feed(stream, to: makeDecompressor(.zstd, downstream: sink, options: DecompressionOptions()), pieces: pieces)
+            }
+            #expect(error?.kind == .malformed)
+            #expect(error?.message == "trailing garbage after zstd stream", "\(error?.message ?? "")")
+            #expect(!sink.finished)
+        }
+    }
+
     @Test(arguments: cases)
     func truncationIsNeverSuccess(c: Case) throws {
         // Two members (one for LZMA-alone), so cuts land in the first, the

@@ -10,6 +10,9 @@ final class ZstdDecoder: ByteSink {
     /// The last call ended exactly at a frame's end with everything flushed
     /// (libzstd returned 0): the only place the input may end.
     private var atFrameEnd = false
+    /// No byte was decoded yet (the first frame's magic was checked by
+    /// `Decompressor`).
+    private var atStreamStart = true
 
     init(windowLogMax: Int32, output: DecodedOutput) throws(QBError) {
         guard let context = ZSTD_createDCtx() else { throw QBError(.io(12), "libzstd: out of memory") }
@@ -30,6 +33,7 @@ final class ZstdDecoder: ByteSink {
             var input = ZSTD_inBuffer(src: raw.baseAddress, size: raw.count, pos: 0)
             while true {
                 let wasAtFrameEnd = atFrameEnd
+                if wasAtFrameEnd, !atStreamStart { try checkNextFrameMagic(raw, from: input.pos) }
                 let consumedBefore = input.pos
                 var ret = 0, produced = 0
                 let filledUp = try output.fill { (out) throws(QBError) -> Int in
@@ -43,7 +47,10 @@ final class ZstdDecoder: ByteSink {
                 // filled block was the last) reports what the next frame
                 // would need, not where this one stands: a frame whose end
                 // fills the block exactly would otherwise look unfinished.
-                if input.pos != consumedBefore || produced > 0 { atFrameEnd = ret == 0 }
+                if input.pos != consumedBefore || produced > 0 {
+                    atFrameEnd = ret == 0
+                    atStreamStart = false
+                }
                 if input.pos == input.size && !filledUp { return }
             }
         }
@@ -57,12 +64,29 @@ final class ZstdDecoder: ByteSink {
         try output.downstream.finish()
     }
 
+    /// libzstd also decodes the frames of zstd 0.x (other magics) when a
+    /// whole magic is in the buffer it is given at a frame's start, and
+    /// refuses them when the magic is split across calls; no Qubes backup
+    /// has them. Only zstd and skippable frames follow a frame here, in
+    /// whatever pieces the input comes (a magic split across writes reaches
+    /// libzstd's own check, which refuses all but those two).
+    private func checkNextFrameMagic(_ raw: UnsafeRawBufferPointer, from position: Int) throws(QBError) {
+        guard raw.count - position >= 4 else { return }
+        let magic = UInt32(raw[position]) | UInt32(raw[position + 1]) << 8 | UInt32(raw[position + 2]) << 16
+            | UInt32(raw[position + 3]) << 24
+        guard magic == ZSTD_MAGICNUMBER || magic & ZSTD_MAGIC_SKIPPABLE_MASK == ZSTD_MAGIC_SKIPPABLE_START else {
+            throw Self.trailingGarbage
+        }
+    }
+
+    private static let trailingGarbage = QBError(.malformed, "trailing garbage after zstd stream",
+                                                 hint: "bytes follow the last complete frame; damaged or tampered input")
+
     private func error(_ code: Int, afterFrameEnd: Bool) -> QBError {
         let name = String(cString: ZSTD_getErrorName(code))
         switch ZSTD_getErrorCode(code) {
         case ZSTD_error_prefix_unknown where afterFrameEnd:
-            return QBError(.malformed, "trailing garbage after zstd stream",
-                           hint: "bytes follow the last complete frame; damaged or tampered input")
+            return Self.trailingGarbage
         case ZSTD_error_frameParameter_windowTooLarge:
             return QBError(.limitExceeded, "zstd frame needs a window larger than 2^\(windowLogMax) bytes",
                            hint: "refused to bound memory; no genuine Qubes backup needs this much")
