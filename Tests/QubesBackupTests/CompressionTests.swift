@@ -68,7 +68,7 @@ import QBTestSupport
 }
 
 /// Writes `bytes` to `sink` in pieces of the given sizes (cycled), then finishes it.
-private func feed(_ bytes: [UInt8], to sink: ByteSink, pieces: [Int]) throws(QBError) {
+func feed(_ bytes: [UInt8], to sink: ByteSink, pieces: [Int]) throws(QBError) {
     var offset = 0, i = 0
     while offset < bytes.count {
         let n = Swift.min(pieces[i % pieces.count], bytes.count - offset)

@@ -16,12 +16,7 @@ import QBTestSupport
         for piece in [1 << 20, 7] {
             let sink = WriteSizeRecorder()
             let decryptor = try OpenSSLEncDecryptor(passphrase: Secret("qubes"), downstream: sink, sliceSize: sliceSize)
-            var rest = [UInt8](encrypted.stdout)[...]
-            while !rest.isEmpty {
-                try decryptor.write(contentsOf: rest.prefix(piece))
-                rest = rest.dropFirst(piece)
-            }
-            try decryptor.finish()
+            try feed([UInt8](encrypted.stdout), to: decryptor, pieces: [piece])
             #expect(sink.bytes == plaintext, "slices of \(sliceSize), pieces of \(piece)")
             // A slice's plaintext may carry the block held back from the slice before.
             #expect(sink.largestWrite <= sliceSize + 16)

@@ -179,9 +179,9 @@ public enum FuzzEntries {
                     var end: Int64 = 0
                     while budget > 0, try reader.readFragment({ (offset, bytes) throws(QBError) in
                         fuzzInvariant(offset >= end, "fragments out of order")
-                        let kept = Int64(start.count)
-                        if kept < Int64(tarCompareBytes) {
-                            start += repeatElement(0, count: Int(Swift.min(offset, Int64(tarCompareBytes)) - Swift.min(kept, offset)))
+                        // Below the kept length every byte was kept, so the hole starts at `start.count`.
+                        if start.count < tarCompareBytes {
+                            start += repeatElement(0, count: Int(Swift.min(offset, Int64(tarCompareBytes))) - start.count)
                             bytes.withUnsafeBytes { start += $0.prefix(tarCompareBytes - start.count) }
                         }
                         end = offset + Int64(bytes.byteCount)

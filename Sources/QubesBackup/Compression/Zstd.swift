@@ -10,9 +10,6 @@ final class ZstdDecoder: ByteSink {
     /// The last call ended exactly at a frame's end with everything flushed
     /// (libzstd returned 0): the only place the input may end.
     private var atFrameEnd = false
-    /// No byte was decoded yet (the first frame's magic was checked by
-    /// `Decompressor`).
-    private var atStreamStart = true
 
     init(windowLogMax: Int32, output: DecodedOutput) throws(QBError) {
         guard let context = ZSTD_createDCtx() else { throw QBError(.io(12), "libzstd: out of memory") }
@@ -33,7 +30,8 @@ final class ZstdDecoder: ByteSink {
             var input = ZSTD_inBuffer(src: raw.baseAddress, size: raw.count, pos: 0)
             while true {
                 let wasAtFrameEnd = atFrameEnd
-                if wasAtFrameEnd, !atStreamStart { try checkNextFrameMagic(raw, from: input.pos) }
+                // Only after a frame: the first frame's magic was checked by `Decompressor`.
+                if wasAtFrameEnd { try checkNextFrameMagic(raw, from: input.pos) }
                 let consumedBefore = input.pos
                 var ret = 0, produced = 0
                 let filledUp = try output.fill { (out) throws(QBError) -> Int in
@@ -47,10 +45,7 @@ final class ZstdDecoder: ByteSink {
                 // filled block was the last) reports what the next frame
                 // would need, not where this one stands: a frame whose end
                 // fills the block exactly would otherwise look unfinished.
-                if input.pos != consumedBefore || produced > 0 {
-                    atFrameEnd = ret == 0
-                    atStreamStart = false
-                }
+                if input.pos != consumedBefore || produced > 0 { atFrameEnd = ret == 0 }
                 if input.pos == input.size && !filledUp { return }
             }
         }

@@ -46,6 +46,13 @@ public func readAll(from source: ByteSource, limit: Int, what: String) throws(QB
     }
 }
 
+extension Array where Element == CChar {
+    /// The text of a C string buffer, up to its first NUL.
+    var stringBeforeNUL: String {
+        String(decoding: prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
 extension Array where Element == UInt8 {
     /// Appends the bytes of a span without per-byte Swift work.
     public mutating func append(contentsOf bytes: RawSpan) {

@@ -281,7 +281,7 @@ public final class TarExtractor {
         var st = stat()
         if fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0 {
             if errno == ENOENT { return nil }
-            throw ioError(errno, "cannot inspect", String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            throw ioError(errno, "cannot inspect", name.stringBeforeNUL)
         }
         return st.st_mode & S_IFMT
     }

@@ -9,7 +9,7 @@ extension QBError {
         if code != 0 {
             var buffer = [CChar](repeating: 0, count: 256)
             ERR_error_string_n(code, &buffer, buffer.count)
-            detail = ": " + String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            detail = ": " + buffer.stringBeforeNUL
         }
         ERR_clear_error()
         return QBError(kind, what + detail, subject: subject)
