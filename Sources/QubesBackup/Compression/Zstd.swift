@@ -62,14 +62,12 @@ final class ZstdDecoder: ByteSink {
     /// libzstd also decodes the frames of zstd 0.x (other magics) when a
     /// whole magic is in the buffer it is given at a frame's start, and
     /// refuses them when the magic is split across calls; no Qubes backup
-    /// has them. Only zstd and skippable frames follow a frame here, in
-    /// whatever pieces the input comes (a magic split across writes reaches
-    /// libzstd's own check, which refuses all but those two).
+    /// has them. Only the magics `Decompressor` accepts for a stream's first
+    /// frame (zstd and skippable frames) follow a frame here, in whatever
+    /// pieces the input comes (a magic split across writes reaches libzstd's
+    /// own check, which refuses all but those two).
     private func checkNextFrameMagic(_ raw: UnsafeRawBufferPointer, from position: Int) throws(QBError) {
-        guard raw.count - position >= 4 else { return }
-        let magic = UInt32(raw[position]) | UInt32(raw[position + 1]) << 8 | UInt32(raw[position + 2]) << 16
-            | UInt32(raw[position + 3]) << 24
-        guard magic == ZSTD_MAGICNUMBER || magic & ZSTD_MAGIC_SKIPPABLE_MASK == ZSTD_MAGIC_SKIPPABLE_START else {
+        if CompressionFormat.zstd.matchMagic(UnsafeRawBufferPointer(rebasing: raw[position...])) == .mismatch {
             throw Self.trailingGarbage
         }
     }
