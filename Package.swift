@@ -37,9 +37,11 @@ let package = Package(
         // SIMD core derives a key about a quarter faster than OpenSSL's, and
         // derivation bounds a v4 restore. Debian ships no .pc file for it.
         .systemLibrary(name: "CScryptKDF", providers: [.apt(["libscrypt-kdf-dev"])]),
+        // Linux system calls that Swift's Glibc module leaves out (copy_file_range).
+        .systemLibrary(name: "CLinux"),
         .target(
             name: "QubesBackup",
-            dependencies: ["COpenSSL", "CZlib", "CBzip2", "CLzma", "CZstd", "CIsal", "CScryptKDF"]
+            dependencies: ["COpenSSL", "CZlib", "CBzip2", "CLzma", "CZstd", "CIsal", "CScryptKDF", "CLinux"]
         ),
         .target(
             name: "QubesBackupCLI",

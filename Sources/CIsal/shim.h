@@ -49,3 +49,24 @@ static inline int qb_isal_inflate(struct inflate_state *state,
     *consumed = used;
     return ret;
 }
+
+#include <isa-l/crc.h>
+
+/* Linux's crc32c(seed, data): ISA-L's crc32_iscsi already has those
+   conventions (no inversion in or out); its length is an int, so long
+   buffers go in pieces. */
+static inline uint32_t qb_crc32c(uint32_t crc, const void *data, size_t len) {
+    const unsigned char *p = (const unsigned char *)data;
+    while (len > 0) {
+        int piece = len > (1u << 30) ? (1 << 30) : (int)len;
+        crc = crc32_iscsi((unsigned char *)p, piece, crc);
+        p += piece;
+        len -= (size_t)piece;
+    }
+    return crc;
+}
+
+/* zlib's CRC-32 (what GPT uses); ISA-L's gzip CRC is the same function. */
+static inline uint32_t qb_crc32_ieee(const void *data, size_t len) {
+    return crc32_gzip_refl(0, (const unsigned char *)data, (uint64_t)len);
+}
