@@ -160,6 +160,33 @@ import QBTestSupport
         #expect(sb.checksumDescription == "none")
     }
 
+    @Test func noChecksumsSixtyFourBit() throws {
+        let image = try Self.makeImage(mkfs: ["-t", "ext4"], script: Self.script(""))
+        try checkThreeTransactions(image, features: ["journal_64bit"])
+        let sb = try JournalReplay.superblock(journalBlocks: image.journalBlocks, blockSize: image.blockSize,
+                                              readJournalBlock: image.reader())
+        #expect(sb.tagBytes == 12 && sb.checksumDescription == "none")
+    }
+
+    /// mke2fs reserves the fast-commit area but only the kernel sets the
+    /// journal feature at mount; we set it (and re-seal the superblock) to
+    /// see the log end before the area and the warning.
+    @Test func fastCommitIsNotReplayedButWarned() throws {
+        var image = try Self.makeImage(mkfs: ["-t", "ext4", "-O", "fast_commit"], script: Self.script(" -c"))
+        image.journal[43] |= 0x20
+        let sbBytes = Array(image.journal[0..<1024])
+        let crc = CRC32C.update(~0, sbBytes.zeroing(0xFC..<0x100))
+        image.journal.replaceSubrange(0xFC..<0x100, with: [UInt8(crc >> 24), UInt8(crc >> 16 & 0xFF), UInt8(crc >> 8 & 0xFF), UInt8(crc & 0xFF)])
+        let sb = try JournalReplay.superblock(journalBlocks: image.journalBlocks, blockSize: image.blockSize,
+                                              readJournalBlock: image.reader())
+        #expect(sb.fastCommitBlocks == 64 && sb.logEnd == sb.maxLength - 64)
+        #expect(sb.featureNames.contains("journal_fast_commit"))
+        let overlay = try image.replay()
+        #expect(overlay.transactions == 3)
+        #expect(Set(overlay.blocks.keys) == [30000, 30002])
+        #expect(overlay.warnings == ["journal has fast commits; fast-commit updates were not replayed"])
+    }
+
     /// ext3 without metadata_csum: debugfs falls back to checksum v1 (crc32_be
     /// over each transaction's descriptors and data, stored in the commit).
     @Test func checksumV1Ext3() throws {
