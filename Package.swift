@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "qb-decrypt", targets: ["qb-decrypt"]),
         .executable(name: "qb-untar", targets: ["qb-untar"]),
         .executable(name: "qb-restore", targets: ["qb-restore"]),
+        .executable(name: "qb-fs", targets: ["qb-fs"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -56,6 +57,7 @@ let package = Package(
         .executableTarget(name: "qb-decrypt", dependencies: toolDependencies),
         .executableTarget(name: "qb-untar", dependencies: toolDependencies),
         .executableTarget(name: "qb-restore", dependencies: toolDependencies),
+        .executableTarget(name: "qb-fs", dependencies: toolDependencies),
         // Shared by the test targets: running the built tools, finding the
         // fixtures, making scratch directories.
         .target(name: "QBTestSupport", path: "Tests/Support"),
@@ -66,7 +68,7 @@ let package = Package(
         // Runs the built executables; depending on them makes `swift test` build them.
         .testTarget(
             name: "CLITests",
-            dependencies: ["QBTestSupport", "qb-hmac", "qb-header", "qb-decompress", "qb-decrypt", "qb-untar", "qb-restore"]
+            dependencies: ["QBTestSupport", "qb-hmac", "qb-header", "qb-decompress", "qb-decrypt", "qb-untar", "qb-restore", "qb-fs"]
         ),
     ]
 )

@@ -67,3 +67,24 @@ extension Output {
 public enum ProcessorCount {
     public static var online: Int { max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
 }
+
+/// The directory a tool extracts into.
+public enum TargetDirectory {
+    /// Creates `path` and its missing parents (as `mkdir -p`, mode 0755
+    /// before the umask); an existing directory is fine.
+    public static func create(_ path: String) throws(QBError) {
+        var prefix = path.hasPrefix("/") ? "/" : ""
+        for part in path.split(separator: "/", omittingEmptySubsequences: true) {
+            prefix += String(part)
+            if mkdir(prefix, 0o755) != 0 {
+                let code = errno
+                var info = stat()
+                guard code == EEXIST, stat(prefix, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
+                    throw QBError(.io(code == EEXIST ? ENOTDIR : code),
+                                  "cannot create directory: \(String(cString: strerror(code == EEXIST ? ENOTDIR : code)))", subject: prefix)
+                }
+            }
+            prefix += "/"
+        }
+    }
+}

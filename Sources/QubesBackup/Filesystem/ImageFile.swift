@@ -81,11 +81,12 @@ public final class ImageFile: @unchecked Sendable {
 
     /// Copies `count` bytes at `offset` into the file `target` at
     /// `targetOffset`, inside the kernel where it can (copy_file_range(2)),
-    /// otherwise through `buffer`.
+    /// otherwise through `buffer`. Failures say which side failed: a
+    /// damaged image is salvage, a full disk is the end.
     public func copy(at offset: Int64, count: Int, to target: Int32, at targetOffset: Int64,
-                     buffer: UnsafeMutableRawBufferPointer, targetName: String) throws(QBError) {
+                     buffer: UnsafeMutableRawBufferPointer, targetName: String) throws(DataCopyError) {
         guard offset >= 0, count >= 0, Int64(count) <= size, offset <= size - Int64(count) else {
-            throw QBError(.truncated, "read of \(count) bytes at offset \(offset) is past the end of the image (\(size) bytes)", subject: path)
+            throw .source(QBError(.truncated, "read of \(count) bytes at offset \(offset) is past the end of the image (\(size) bytes)", subject: path))
         }
         var done = 0
         #if os(Linux)
@@ -95,24 +96,40 @@ public final class ImageFile: @unchecked Sendable {
             let n = qb_copy_file_range(fd, &from, target, &to, count - done)
             if n > 0 { done += n; continue }
             if n < 0 && errno == EINTR { continue }
-            // EXDEV, EINVAL, ENOSYS, EOPNOTSUPP, or 0 at a shrunk end: the
-            // loop below copies the rest and reports a real error properly.
+            // EXDEV, EINVAL, ENOSYS, EOPNOTSUPP, EIO, or 0 at a shrunk end:
+            // the loop below copies the rest and tells which side failed.
             inKernel = false
         }
         #endif
         while done < count {
             let piece = min(buffer.count, count - done)
             let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<piece])
-            try read(at: offset + Int64(done), into: slice)
+            do {
+                try read(at: offset + Int64(done), into: slice)
+            } catch {
+                throw .source(error)
+            }
             var written = 0
             while written < piece {
-                written += try systemCall("write error", targetName) {
-                    pwrite(target, slice.baseAddress! + written, piece - written, off_t(targetOffset) + off_t(done + written))
+                do {
+                    written += try systemCall("write error", targetName) {
+                        pwrite(target, slice.baseAddress! + written, piece - written, off_t(targetOffset) + off_t(done + written))
+                    }
+                } catch {
+                    throw .destination(error)
                 }
             }
             done += piece
         }
     }
+}
+
+/// A copy from an image that failed, and on which side.
+public enum DataCopyError: Error {
+    /// Reading the image failed: the file is damaged, the rest can go on.
+    case source(QBError)
+    /// Writing the output failed: nothing more can be written.
+    case destination(QBError)
 }
 
 /// A byte range of an image that holds one filesystem: the whole file, or a
@@ -152,8 +169,8 @@ public struct ImageWindow: Sendable {
     }
 
     public func copy(at offset: Int64, count: Int, to target: Int32, at targetOffset: Int64,
-                     buffer: UnsafeMutableRawBufferPointer, targetName: String) throws(QBError) {
-        try check(offset, count)
+                     buffer: UnsafeMutableRawBufferPointer, targetName: String) throws(DataCopyError) {
+        do { try check(offset, count) } catch { throw .source(error) }
         try file.copy(at: start + offset, count: count, to: target, at: targetOffset, buffer: buffer, targetName: targetName)
     }
 }

@@ -25,11 +25,16 @@ public final class TarExtractor {
         public var preserveOwnership: Bool
         /// Set the stored modification times.
         public var setModificationTimes: Bool
+        /// Create FIFOs, and devices where the process may (qb-fs);
+        /// otherwise they are only reported (qb-untar).
+        public var createSpecialFiles: Bool
 
-        public init(keepSpecialBits: Bool = false, preserveOwnership: Bool = false, setModificationTimes: Bool = true) {
+        public init(keepSpecialBits: Bool = false, preserveOwnership: Bool = false, setModificationTimes: Bool = true,
+                    createSpecialFiles: Bool = false) {
             self.keepSpecialBits = keepSpecialBits
             self.preserveOwnership = preserveOwnership
             self.setModificationTimes = setModificationTimes
+            self.createSpecialFiles = createSpecialFiles
         }
     }
 
@@ -59,6 +64,26 @@ public final class TarExtractor {
     /// member that would write outside the target; nothing is created for it.
     @discardableResult
     public func extract(_ entry: TarEntry, from reader: TarReader) throws(QBError) -> [String] {
+        try extract(entry) { (fd: Int32, name: String) throws(QBError) in
+            while try reader.readFragment({ (offset: Int64, bytes: RawSpan) throws(QBError) in
+                try bytes.withUnsafeBytes { (raw) throws(QBError) in
+                    var done = 0
+                    while done < raw.count {
+                        done += try systemCall("write error", name) {
+                            pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(offset) + off_t(done))
+                        }
+                    }
+                }
+            }) {}
+        }
+    }
+
+    /// Extracts `entry`, whose regular-file data `contents` writes into the
+    /// open temporary file it is given (with the member's display name for
+    /// messages) at the entry's logical offsets; holes are left unwritten.
+    /// Everything else is as `extract(_:from:)`.
+    @discardableResult
+    public func extract(_ entry: TarEntry, contents: (Int32, String) throws(QBError) -> Void) throws(QBError) -> [String] {
         let path = try MemberPath(entry.path)
         let name = entry.name
         if path.components.isEmpty {
@@ -81,7 +106,7 @@ public final class TarExtractor {
             directoryFixups.append((path, maskedMode(entry.mode), Self.time(entry)))
             return []
         case .regular:
-            try writeRegular(entry, path: path, reader: reader)
+            try writeRegular(entry, path: path, contents: contents)
             return []
         case .symbolicLink:
             guard !entry.linkTarget.isEmpty else { throw QBError(.malformed, "symbolic link with an empty target", subject: name) }
@@ -118,9 +143,13 @@ public final class TarExtractor {
             }
             return []
         case .characterDevice, .blockDevice:
-            return ["\(name): device not created"]
+            guard options.createSpecialFiles else { return ["\(name): device not created"] }
+            let type = entry.kind == .characterDevice ? S_IFCHR : S_IFBLK
+            let device = Self.deviceNumber(major: UInt64(truncatingIfNeeded: entry.deviceMajor), minor: UInt64(truncatingIfNeeded: entry.deviceMinor))
+            return try makeNode(entry, path: path, mode: type, device: device, what: "device")
         case .fifo:
-            return ["\(name): FIFO not created"]
+            guard options.createSpecialFiles else { return ["\(name): FIFO not created"] }
+            return try makeNode(entry, path: path, mode: S_IFIFO, device: 0, what: "FIFO")
         case .other(let type):
             return ["\(name): unknown member type '\(Character(Unicode.Scalar(type)))' skipped"]
         }
@@ -143,7 +172,31 @@ public final class TarExtractor {
 
     // MARK: - Regular files
 
-    private func writeRegular(_ entry: TarEntry, path: MemberPath, reader: TarReader) throws(QBError) {
+    /// mknod(2) for a device or FIFO; without the privilege to make it,
+    /// a warning, as tar gives.
+    private func makeNode(_ entry: TarEntry, path: MemberPath, mode: mode_t, device: dev_t, what: String) throws(QBError) -> [String] {
+        let name = entry.name
+        let parent = try openParent(path, create: true, member: name)
+        defer { close(parent) }
+        var refused = false
+        try placeAtomically(parent: parent, name: path.components.last!, member: name) { (tmp: [CChar]) throws(QBError) in
+            if mknodat(parent, tmp, mode | mode_t(maskedMode(entry.mode)), device) != 0 {
+                let code = errno
+                if code == EPERM { refused = true; return }
+                throw ioError(code, "cannot create \(what)", name)
+            }
+            if options.preserveOwnership { fchownat(parent, tmp, uid_t(truncatingIfNeeded: entry.uid), gid_t(truncatingIfNeeded: entry.gid), AT_SYMLINK_NOFOLLOW) }
+            if options.setModificationTimes { setTimes(parent, tmp, Self.time(entry)) }
+        }
+        return refused ? ["\(name): \(what) not created (no privilege)"] : []
+    }
+
+    /// glibc's makedev(3) encoding, a macro Swift cannot call.
+    private static func deviceNumber(major: UInt64, minor: UInt64) -> dev_t {
+        dev_t((major & 0xFFF) << 8 | (major & ~0xFFF) << 32 | (minor & 0xFF) | (minor & ~0xFF) << 12)
+    }
+
+    private func writeRegular(_ entry: TarEntry, path: MemberPath, contents: (Int32, String) throws(QBError) -> Void) throws(QBError) {
         let name = entry.name
         let parent = try openParent(path, create: true, member: name)
         defer { close(parent) }
@@ -161,16 +214,7 @@ public final class TarExtractor {
                 unlinkat(parent, tmp, 0)
             }
         }
-        while try reader.readFragment({ (offset: Int64, bytes: RawSpan) throws(QBError) in
-            try bytes.withUnsafeBytes { (raw) throws(QBError) in
-                var done = 0
-                while done < raw.count {
-                    done += try systemCall("write error", name) {
-                        pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(offset) + off_t(done))
-                    }
-                }
-            }
-        }) {}
+        try contents(fd, name)
         // Holes at the end: only the size says where the file ends.
         try systemCall("cannot set file size", name) { Int(ftruncate(fd, off_t(entry.size))) }
         if options.preserveOwnership {

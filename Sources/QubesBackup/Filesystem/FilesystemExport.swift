@@ -1,0 +1,112 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The four things qb-fs does with a selection of files: list, extract,
+/// print, and pass on as tar. Damaged files go to `damaged` and are
+/// skipped; an error thrown out of these ends the work (the output failed,
+/// or a requested path does not exist).
+public final class FilesystemExport {
+    public let filesystem: Ext4Filesystem
+    private let buffer: UnsafeMutableRawBufferPointer
+
+    public init(_ filesystem: Ext4Filesystem) {
+        self.filesystem = filesystem
+        buffer = .allocate(byteCount: 1 << 20, alignment: 4096)
+    }
+
+    deinit { buffer.deallocate() }
+
+    /// Every selected file, parents first.
+    public func list(roots: [String], damaged: (FileProblem) -> Void,
+                     _ body: (FileNode) throws(QBError) -> Void) throws(QBError) {
+        try filesystem.walk(roots: roots, visit: { (node: FileNode) throws(QBError) -> Bool in
+            try body(node)
+            return true
+        }, damaged: damaged)
+    }
+
+    /// Extracts the selection with `extractor` (confined, temporary name
+    /// then rename, holes kept, hard links linked). `extracted` hears of
+    /// each file written; `warning` of things not restored (a device without
+    /// privilege, a socket).
+    public func extract(roots: [String], into extractor: TarExtractor, damaged: (FileProblem) -> Void,
+                        warning: (String) -> Void, extracted: (FileNode) -> Void = { _ in }) throws(QBError) {
+        let fs = filesystem, buffer = self.buffer
+        try fs.walk(roots: roots, visit: { (node: FileNode) throws(QBError) -> Bool in
+            guard let entry = node.tarEntry else {
+                warning("\(node.name): socket not extracted")
+                return false
+            }
+            if node.inode.kind == .regular && node.hardLinkTo == nil && node.inode.isEncrypted {
+                damaged(FileProblem(path: node.name, inode: node.inode.number,
+                                    error: QBError(.unsupported, "encrypted (fscrypt): contents not extracted")))
+                return false
+            }
+            var sourceFailure: QBError?
+            do throws(QBError) {
+                let warnings = try extractor.extract(entry, contents: { (fd: Int32, name: String) throws(QBError) in
+                    do throws(DataCopyError) {
+                        try fs.copyContents(of: node.inode, to: fd, name: name, buffer: buffer)
+                    } catch {
+                        switch error {
+                        case .source(let e): sourceFailure = e; throw e
+                        case .destination(let e): throw e
+                        }
+                    }
+                })
+                for w in warnings { warning(w) }
+            } catch {
+                // The image was damaged under this file: report, go on. A
+                // refusal by the extractor (a name that would escape) is
+                // the file's problem too. Only the output failing ends it.
+                if let sourceFailure {
+                    damaged(FileProblem(path: node.name, inode: node.inode.number, error: sourceFailure))
+                    return false
+                }
+                if case .io = error.kind { throw error }
+                damaged(FileProblem(path: node.name, inode: node.inode.number, error: error))
+                return false
+            }
+            extracted(node)
+            return true
+        }, damaged: damaged)
+        try extractor.finish()
+    }
+
+    /// Writes the contents of the selected regular files to `out`, one
+    /// after the other, holes as zeros.
+    public func cat(roots: [String], to out: FileDescriptor, damaged: (FileProblem) -> Void) throws(QBError) {
+        let fs = filesystem, buffer = self.buffer
+        let zeros = [UInt8](repeating: 0, count: 1 << 16)
+        try fs.walk(roots: roots, visit: { (node: FileNode) throws(QBError) -> Bool in
+            guard node.kind == .regular else { return true }
+            var written: Int64 = 0
+            func zeroFill(to end: Int64) throws(QBError) {
+                while written < end {
+                    let n = Int(min(Int64(zeros.count), end - written))
+                    try out.write(zeros[0..<n])
+                    written += Int64(n)
+                }
+            }
+            do throws(DataCopyError) {
+                try fs.readContents(of: node.inode, buffer: buffer) { (offset: Int64, bytes: UnsafeRawBufferPointer) throws(QBError) in
+                    try zeroFill(to: offset)
+                    try out.write(RawSpan(_unsafeBytes: bytes))
+                    written += Int64(bytes.count)
+                }
+            } catch {
+                switch error {
+                case .source(let e):
+                    // Bytes already written cannot be taken back: the
+                    // report and the exit status tell the file is short.
+                    damaged(FileProblem(path: node.name, inode: node.inode.number, error: e))
+                    return false
+                case .destination(let e): throw e
+                }
+            }
+            try zeroFill(to: Int64(node.inode.size))
+            return true
+        }, damaged: damaged)
+    }
+}

@@ -1,0 +1,117 @@
+/// Where in an image the filesystem to read is.
+public struct FilesystemLocation: Sendable {
+    public var window: ImageWindow
+    /// The partition chosen, or nil for a filesystem at offset 0.
+    public var partition: Int?
+    /// For each partition, what its superblock says it holds ("ext4",
+    /// "no ext2/3/4 filesystem"), for `--info`.
+    public var probed: [Int: String]
+}
+
+public enum FilesystemLocator {
+    /// Chooses the filesystem: partition `partition` when given; otherwise
+    /// a filesystem at offset 0, else the only partition that holds an
+    /// ext2/3/4 filesystem.
+    public static func locate(in file: ImageFile, table: PartitionTable, partition: Int?) throws(QBError) -> FilesystemLocation {
+        var probed: [Int: String] = [:]
+        var candidates: [Partition] = []
+        for p in table.partitions {
+            if let type = probe(file, start: p.start, length: p.size) {
+                probed[p.number] = type
+                candidates.append(p)
+            } else {
+                probed[p.number] = "no ext2/3/4 filesystem"
+            }
+        }
+        if let partition {
+            guard let chosen = table.partitions.first(where: { $0.number == partition }) else {
+                let numbers = table.partitions.map { String($0.number) }.joined(separator: ", ")
+                throw QBError(.usage, "there is no partition \(partition)", subject: file.path,
+                              hint: numbers.isEmpty ? "the image has no partition table" : "partitions: \(numbers)")
+            }
+            return FilesystemLocation(window: try ImageWindow(file: file, start: chosen.start, length: chosen.size),
+                                      partition: partition, probed: probed)
+        }
+        if probe(file, start: 0, length: file.size) != nil || table.scheme == .none {
+            return FilesystemLocation(window: try ImageWindow(file: file), partition: nil, probed: probed)
+        }
+        guard candidates.count == 1 else {
+            if candidates.isEmpty {
+                throw QBError(.malformed, "no ext2/3/4 filesystem in any of the \(table.partitions.count) partitions", subject: file.path)
+            }
+            throw QBError(.usage, "several partitions hold a filesystem (\(candidates.map { String($0.number) }.joined(separator: ", ")))",
+                          subject: file.path, hint: "choose one with --partition N")
+        }
+        let only = candidates[0]
+        return FilesystemLocation(window: try ImageWindow(file: file, start: only.start, length: only.size),
+                                  partition: only.number, probed: probed)
+    }
+
+    /// "ext2", "ext3" or "ext4" when the range starts with a superblock
+    /// that parses, else nil.
+    static func probe(_ file: ImageFile, start: Int64, length: Int64) -> String? {
+        guard let window = try? ImageWindow(file: file, start: start, length: length),
+              let raw = try? window.read(at: Superblock.offset, count: Superblock.size),
+              let sb = try? Superblock(raw, filesystemBytes: length) else { return nil }
+        return sb.typeName
+    }
+}
+
+extension Superblock {
+    /// The name mke2fs would give: ext4 once any ext4-only feature is on,
+    /// ext3 with a journal, else ext2.
+    public var typeName: String {
+        let ext4Incompatible: FeatureSet.Incompatible = [.extents, .bit64, .flexibleBlockGroups, .inlineData, .checksumSeed,
+                                                         .encryption, .casefold, .largeDirectories, .metaBlockGroups]
+        let ext4ReadOnly: FeatureSet.ReadOnlyCompatible = [.hugeFile, .groupDescriptorChecksum, .metadataChecksum]
+        if !features.incompatible.intersection(ext4Incompatible).isEmpty || !features.readOnlyCompatible.intersection(ext4ReadOnly).isEmpty {
+            return "ext4"
+        }
+        return features.compatible.contains(.hasJournal) ? "ext3" : "ext2"
+    }
+
+    /// The UUID in its usual text form.
+    public var uuidString: String {
+        let hex = uuid.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }
+        return [hex[0..<4], hex[4..<6], hex[6..<8], hex[8..<10], hex[10..<16]].map { $0.joined() }.joined(separator: "-")
+    }
+}
+
+/// What `qb-fs --info` says of a filesystem, line by line.
+public struct FilesystemSummary {
+    public let lines: [String]
+
+    public init(_ fs: Ext4Filesystem) {
+        let sb = fs.superblock
+        var l: [String] = []
+        l.append("type: \(sb.typeName)")
+        l.append("label: \(String(decoding: sb.label, as: UTF8.self))")
+        l.append("UUID: \(sb.uuidString)")
+        l.append("block size: \(sb.blockSize)")
+        l.append("blocks: \(sb.blocksCount) (\(sb.blocksCount * UInt64(sb.blockSize)) bytes)")
+        l.append("inodes: \(sb.inodesCount), \(sb.inodeSize) bytes each")
+        l.append("block groups: \(sb.groupCount)")
+        l.append("features: \(sb.features.names.joined(separator: " "))")
+        var state: [String] = []
+        state.append(sb.state & 1 != 0 ? "cleanly unmounted" : "not cleanly unmounted")
+        if sb.state & 2 != 0 { state.append("errors recorded") }
+        if sb.state & 4 != 0 { state.append("orphans being recovered") }
+        l.append("state: \(state.joined(separator: ", "))")
+        if sb.features.readOnlyCompatible.contains(.metadataChecksum) {
+            l.append("metadata checksums: crc32c, superblock \(sb.checksumMatches ? "matches" : "DOES NOT MATCH")")
+        } else if sb.features.readOnlyCompatible.contains(.groupDescriptorChecksum) {
+            l.append("metadata checksums: group descriptors only (crc16)")
+        } else {
+            l.append("metadata checksums: none")
+        }
+        if let journal = fs.journalSummary {
+            var line = "journal: inode \(sb.journalInode), \(journal)"
+            if let j = fs.journalSuperblock { line += "; checksums \(j.checksumDescription)" }
+            l.append(line)
+        } else {
+            l.append("journal: none")
+        }
+        if !sb.lastMounted.isEmpty { l.append("last mounted on: \(String(decoding: sb.lastMounted, as: UTF8.self))") }
+        lines = l
+    }
+}
