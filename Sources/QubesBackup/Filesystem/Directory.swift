@@ -115,23 +115,23 @@ extension Ext4Filesystem {
         guard count <= limit, tail + 8 <= bytes.count else {
             throw QBError(.malformed, "\(where_): htree node claims \(count) of \(limit) entries")
         }
+        // The tail's checksum field counts as four zero bytes.
         var crc = CRC32C.update(checksumSeed(of: inode), bytes[0..<(countOffset + 8 * count)])
-        crc = CRC32C.update(crc, bytes[tail..<(tail + 4)])
+        crc = CRC32C.update(crc, bytes[tail..<(tail + 4)] + [0, 0, 0, 0])
         guard crc == bytes.le32(tail + 4) else { throw QBError(.malformed, "\(where_): htree checksum does not match") }
     }
 
     // MARK: - Inline data
 
-    /// An inline file's bytes: the 60 bytes of i_block, then the value of
-    /// the in-inode extended attribute `system.data`.
+    /// An inline file's stored bytes: the 60 bytes of i_block, then the
+    /// value of the in-inode extended attribute `system.data`, cut to the
+    /// file's size. A size beyond them is a hole (the kernel reads zeros
+    /// there), so this may be shorter than the file.
     public func inlineData(of inode: Inode) throws(QBError) -> [UInt8] {
         let rest = try inlineAttributeValue(of: inode)
         var data = inode.blockArea
         data.append(contentsOf: rest)
-        guard inode.size <= UInt64(data.count) else {
-            throw QBError(.malformed, "inode \(inode.number): inline data is \(data.count) bytes but the size says \(inode.size)")
-        }
-        return Array(data[0..<Int(inode.size)])
+        return Array(data[0..<Int(min(inode.size, UInt64(data.count)))])
     }
 
     private func inlineDirectoryEntries(_ inode: Inode) throws(QBError) -> [DirectoryEntry] {
@@ -197,10 +197,11 @@ extension Ext4Filesystem {
         let target: [UInt8]
         if inode.hasInlineData {
             target = try inlineData(of: inode)
-        } else if inode.size < 60 && !inode.usesExtents && ownsNoDataBlocks(inode) {
+            guard UInt64(target.count) == inode.size else {
+                throw QBError(.malformed, "symbolic link inode \(inode.number): inline target is shorter than its size \(inode.size)")
+            }
+        } else if inode.size < 60 && ownsNoDataBlocks(inode) {
             // A fast symlink keeps its target where the block map would be.
-            target = Array(inode.blockArea[0..<Int(inode.size)])
-        } else if inode.size < 60 && inode.usesExtents && ownsNoDataBlocks(inode) {
             target = Array(inode.blockArea[0..<Int(inode.size)])
         } else {
             guard inode.size <= UInt64(blockSize), inode.size <= 4096 else {

@@ -106,6 +106,8 @@ def main():
     ap.add_argument('dst')
     ap.add_argument('--ignore', action='append', default=[], metavar='PATH',
                     help='relative path expected to be absent from DST (and everything below it); repeatable')
+    ap.add_argument('--extra', action='append', default=[], metavar='PATH',
+                    help='relative path DST may hold that SRC lacks (lost+found, which mke2fs adds); repeatable')
     ap.add_argument('--no-special', action='store_true',
                     help='compare mode & 0o777 (setuid/setgid/sticky dropped by extraction)')
     ap.add_argument('--skip-special', action='store_true',
@@ -132,7 +134,10 @@ def main():
     def diff(path, what):
         diffs.append(f'{path}: {what}')
 
+    extras = [os.path.normpath(p).lstrip('/') for p in args.extra]
     for rel in sorted(set(dst) - set(src)):
+        if any(rel == p or rel.startswith(p + '/') for p in extras):
+            continue
         if is_ignored(rel):
             diff(rel, 'present in DST but expected absent (--ignore)')
         else:
