@@ -4,7 +4,7 @@ import QBTestSupport
 
 /// Every option a tool accepts is documented in its man page.
 @Suite struct ManPageTests {
-    @Test(arguments: ["qb-hmac", "qb-header", "qb-decrypt", "qb-decompress", "qb-untar", "qb-restore"])
+    @Test(arguments: ["qb-hmac", "qb-header", "qb-decrypt", "qb-decompress", "qb-untar", "qb-restore", "qb-fs"])
     func everyOptionIsInTheManPage(tool: String) throws {
         let help = try run(tool, ["--help"])
         #expect(help.status == 0)
