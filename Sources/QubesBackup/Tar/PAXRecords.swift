@@ -45,6 +45,31 @@ public struct PAXRecords: Sendable {
 
     mutating func merge(_ other: PAXRecords) { records.append(contentsOf: other.records) }
 
+    /// Adds a record at the end (the writer's side).
+    public mutating func append(_ key: String, _ value: [UInt8]) { records.append((key, value)) }
+
+    public mutating func append(_ key: String, _ value: String) { records.append((key, Array(value.utf8))) }
+
+    /// The data area of an extended header holding these records, in order,
+    /// without padding: the inverse of `init(parsing:)`.
+    public func encoded() -> [UInt8] {
+        var out: [UInt8] = []
+        for (key, value) in records {
+            // LEN counts its own digits: take the length without them, add
+            // their count, and add one more if that carried into a new digit.
+            let body = key.utf8.count + value.count + 3  // space, '=', newline
+            var length = body + String(body).utf8.count
+            if String(length).utf8.count > String(body).utf8.count { length += 1 }
+            out.append(contentsOf: String(length).utf8)
+            out.append(0x20)
+            out.append(contentsOf: key.utf8)
+            out.append(0x3D)
+            out.append(contentsOf: value)
+            out.append(0x0A)
+        }
+        return out
+    }
+
     var isEmpty: Bool { records.isEmpty }
 
     private static func bad(_ message: String) -> QBError {

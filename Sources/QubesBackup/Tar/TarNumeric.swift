@@ -72,4 +72,34 @@ enum TarNumeric {
         }
         return value
     }
+
+    /// Formats `value` as a header field of `width` bytes the way GNU tar
+    /// and ustar writers do: zero-padded octal digits filling all but the
+    /// last byte, then NUL. Nil when the value is negative or needs more
+    /// digits (the writer then moves it to a PAX record).
+    static func octal(_ value: Int64, width: Int) -> [UInt8]? {
+        guard value >= 0 else { return nil }
+        let digitCount = width - 1
+        guard digitCount >= 1, digitCount >= 21 || value < (Int64(1) << (3 * digitCount)) else { return nil }
+        var field = [UInt8](repeating: 0x30, count: width)
+        field[digitCount] = 0
+        var v = value
+        var i = digitCount - 1
+        while v > 0 {
+            field[i] = 0x30 + UInt8(v & 7)
+            v >>= 3
+            i -= 1
+        }
+        return field
+    }
+
+    /// The unsigned byte sum of a header with its checksum field counted as
+    /// spaces: the value a writer stores (readers also accept the signed sum).
+    static func checksum(_ block: [UInt8]) -> Int {
+        var sum = 0
+        block.withUnsafeBufferPointer { b in
+            for i in 0..<512 { sum &+= (i >= 148 && i < 156) ? 0x20 : Int(b[i]) }
+        }
+        return sum
+    }
 }
