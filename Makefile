@@ -17,13 +17,14 @@ PREFIX   ?= /usr/local
 DESTDIR  ?=
 BINDIR    = $(DESTDIR)$(PREFIX)/bin
 MANDIR    = $(DESTDIR)$(PREFIX)/share/man
-TOOLS     = qb-untar qb-hmac qb-decrypt qb-decompress qb-header qb-restore
+TOOLS     = qb-untar qb-hmac qb-decrypt qb-decompress qb-header qb-restore qb-fs
 MANPAGES  = $(wildcard man/*.1 man/*.5 man/*.7)
 
 # Build libraries, plus the real programs the interop tests and the
 # benchmark compare against.
 PACKAGES  = libssl-dev zlib1g-dev libbz2-dev liblzma-dev libzstd-dev libisal-dev libscrypt-kdf-dev \
-            openssl scrypt mandoc tar gzip pigz bzip2 pbzip2 xz-utils zstd libarchive-tools pkg-config time python3
+            openssl scrypt mandoc tar gzip pigz bzip2 pbzip2 xz-utils zstd libarchive-tools pkg-config time python3 \
+            e2fsprogs fdisk
 
 .PHONY: all deps build check check-sanitize check-fresh test lint-man demo install uninstall clean bench fuzz
 

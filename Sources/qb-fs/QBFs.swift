@@ -130,7 +130,7 @@ struct QBFs: QBCommand {
             try export.cat(roots: paths, to: binary, damaged: report)
         } else if tar {
             let binary = try Output.binary(what: "a tar archive")
-            _ = binary // TAR-PENDING
+            try export.tar(roots: paths, to: binary, damaged: report, warning: { Diagnostics.warning($0) })
         }
         if damagedCount > 0 {
             Diagnostics.error("\(image): \(damagedCount) problem\(damagedCount == 1 ? "" : "s") found; everything else was read")

@@ -47,6 +47,25 @@ extension Ext4Filesystem {
         }
     }
 
+    /// Where the file has data (offset and length, adjacent pieces joined),
+    /// read from its map alone: the rest is holes.
+    public func dataRegions(of inode: Inode) throws(QBError) -> [SparseRegion] {
+        var regions: [SparseRegion] = []
+        try forEachPiece(of: inode) { (piece: FilePiece) throws(QBError) in
+            let (offset, count): (Int64, Int)
+            switch piece {
+            case .image(let o, _, let c): (offset, count) = (o, c)
+            case .bytes(let o, let b): (offset, count) = (o, b.count)
+            }
+            if let last = regions.last, last.offset + last.length == offset {
+                regions[regions.count - 1].length += Int64(count)
+            } else {
+                regions.append(SparseRegion(offset: offset, length: Int64(count)))
+            }
+        }
+        return regions
+    }
+
     /// Writes the file's data into `fd` at the same offsets, holes left
     /// unwritten (the caller sets the size).
     public func copyContents(of inode: Inode, to fd: Int32, name: String, buffer: UnsafeMutableRawBufferPointer) throws(DataCopyError) {

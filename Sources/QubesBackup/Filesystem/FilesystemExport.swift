@@ -109,4 +109,51 @@ public final class FilesystemExport {
             return true
         }, damaged: damaged)
     }
+
+    /// Writes the selection to `out` as a PAX archive: files with holes as
+    /// PAX sparse 1.0 (GNU tar recreates the holes), hard links as links
+    /// to the first name written. A file whose map cannot be read is
+    /// reported and left out; one whose data fails to read once its header
+    /// is out ends the archive unfinished (a tar reader then sees it cut),
+    /// since a member cannot be taken back.
+    public func tar(roots: [String], to out: FileDescriptor, damaged: (FileProblem) -> Void,
+                    warning: (String) -> Void) throws(QBError) {
+        let fs = filesystem, buffer = self.buffer
+        let writer = TarWriter(sink: out)
+        try fs.walk(roots: roots, visit: { (node: FileNode) throws(QBError) -> Bool in
+            guard var entry = node.tarEntry else {
+                warning("\(node.name): socket not archived")
+                return false
+            }
+            guard entry.kind == .regular else {
+                try writer.append(entry)
+                return true
+            }
+            let regions: [SparseRegion]
+            do throws(QBError) {
+                regions = try fs.dataRegions(of: node.inode)
+            } catch {
+                damaged(FileProblem(path: node.name, inode: node.inode.number, error: error))
+                return false
+            }
+            let stored = regions.reduce(Int64(0)) { $0 + $1.length }
+            if stored != entry.size {
+                entry.sparseMap = try SparseMap(entries: regions, realSize: entry.size, storedSize: stored)
+            }
+            try writer.append(entry) { (emit: (Int64, RawSpan) throws(QBError) -> Void) throws(QBError) in
+                do throws(DataCopyError) {
+                    try fs.readContents(of: node.inode, buffer: buffer) { (offset: Int64, bytes: UnsafeRawBufferPointer) throws(QBError) in
+                        try emit(offset, RawSpan(_unsafeBytes: bytes))
+                    }
+                } catch {
+                    switch error {
+                    case .source(let e): throw e.about(node.name)
+                    case .destination(let e): throw e
+                    }
+                }
+            }
+            return true
+        }, damaged: damaged)
+        try writer.finish()
+    }
 }

@@ -108,6 +108,8 @@ def main():
                     help='relative path expected to be absent from DST (and everything below it); repeatable')
     ap.add_argument('--extra', action='append', default=[], metavar='PATH',
                     help='relative path DST may hold that SRC lacks (lost+found, which mke2fs adds); repeatable')
+    ap.add_argument('--skip', action='append', default=[], metavar='PATH',
+                    help='relative path not compared at all (whether present or not); repeatable')
     ap.add_argument('--no-special', action='store_true',
                     help='compare mode & 0o777 (setuid/setgid/sticky dropped by extraction)')
     ap.add_argument('--skip-special', action='store_true',
@@ -128,8 +130,11 @@ def main():
     def is_ignored(rel):
         return any(rel == p or rel.startswith(p + '/') for p in ignored)
 
-    src = {k: v for k, v in walk(args.src).items() if not is_ignored(k)}
-    dst = walk(args.dst)
+    skipped = [os.path.normpath(p).lstrip('/') for p in args.skip]
+    def is_skipped(rel):
+        return any(rel == p or rel.startswith(p + '/') for p in skipped)
+    src = {k: v for k, v in walk(args.src).items() if not is_ignored(k) and not is_skipped(k)}
+    dst = {k: v for k, v in walk(args.dst).items() if not is_skipped(k)}
     diffs = []
     def diff(path, what):
         diffs.append(f'{path}: {what}')
