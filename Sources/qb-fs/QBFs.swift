@@ -98,10 +98,17 @@ struct QBFs: QBCommand {
         }
         let fs = try Ext4Filesystem(window: located.window, options: .init(replayJournal: !noJournal))
         var damagedCount = 0
-        for problem in fs.problems {
-            Diagnostics.error("\(image): \(problem)")
-            damagedCount += 1
+        // Problems of the filesystem as a whole: those found on opening it
+        // now, those found while walking (a group descriptor) at the end.
+        var told = 0
+        func tellFilesystemProblems() {
+            for problem in fs.problems.dropFirst(told) {
+                Diagnostics.error("\(image): \(problem)")
+                damagedCount += 1
+            }
+            told = fs.problems.count
         }
+        tellFilesystemProblems()
         let report = { (problem: FileProblem) in
             Diagnostics.error(problem.description)
             damagedCount += 1
@@ -132,6 +139,7 @@ struct QBFs: QBCommand {
             let binary = try Output.binary(what: "a tar archive")
             try export.tar(roots: paths, to: binary, damaged: report, warning: { Diagnostics.warning($0) })
         }
+        tellFilesystemProblems()
         if damagedCount > 0 {
             Diagnostics.error("\(image): \(damagedCount) problem\(damagedCount == 1 ? "" : "s") found; everything else was read")
             throw ExitWith(.badInput)

@@ -196,6 +196,71 @@ import QBTestSupport
         #expect(listed.status == 3)
     }
 
+    /// Damage debugfs and dd can make in an otherwise good ext4 image: the
+    /// damaged part is reported (status 3), everything else still extracts.
+    @Test(arguments: [
+        // An unused superblock field (s_last_mounted) changed: checksum off.
+        ("dd:1160:X", "qb-fs: IMG: superblock checksum does not match", [String]()),
+        // An unused group descriptor field (bg_exclude_bitmap_lo) changed.
+        ("dd:4116:X", "qb-fs: IMG: group descriptor 0 checksum does not match; its inodes were read all the same", []),
+        // fscrypt's flag on a file: listed, reported, not extracted.
+        ("debugfs:sif /sizes/hello.txt flags 0x80800", "qb-fs: sizes/hello.txt (inode 3076): encrypted (fscrypt): contents not extracted",
+         ["sizes/hello.txt"]),
+        // debugfs's mknod stores the name as given, slash included.
+        ("debugfs:mknod /evil p", "qb-fs: /evil (inode 3106): invalid file name in directory", []),
+    ])
+    func damagedMetadataIsReported(change: String, line: String, lost: [String]) throws {
+        let dir = try ScratchDirectory()
+        let img = try Self.image("ext4", in: dir)
+        if change.hasPrefix("dd:") {
+            let parts = change.split(separator: ":")
+            let r = try shell("printf '\(parts[2])' | dd of=\(img.path) bs=1 seek=\(parts[1]) conv=notrunc 2>/dev/null")
+            #expect(r.status == 0)
+        } else {
+            let r = try run("debugfs", ["-w", "-R", String(change.dropFirst("debugfs:".count)), img.path])
+            #expect(r.status == 0, "\(r.stderr)")
+        }
+        let r = try run("qb-fs", ["-x", "-C", dir.file("out").path, img.path])
+        #expect(r.status == 3)
+        let expected = line.replacingOccurrences(of: "IMG", with: img.path)
+        #expect(r.stderr == expected + "\nqb-fs: \(img.path): 1 problem found; everything else was read\n", "\(r.stderr)")
+        #expect(try Self.compare(dir.file("out"), lost.flatMap { ["--ignore", $0] }).status == 0)
+    }
+
+    @Test func unknownIncompatibleFeaturesAreRefusedByName() throws {
+        let dir = try ScratchDirectory()
+        let img = try Self.image("ext4", in: dir)
+        let features = try run("debugfs", ["-R", "ssv feature_incompat 0x802c2", "-w", img.path])
+        #expect(features.status == 0)
+        let r = try run("qb-fs", ["-x", "-C", dir.file("out").path, img.path])
+        #expect(r.status == 3)
+        #expect(r.stderr == "qb-fs: \(img.path): filesystem uses incompatible features this reader does not know: incompat_0x80000 (reading it without them would give wrong contents)\n",
+                "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.file("out").path))
+    }
+
+    /// Devices are listed with their numbers, and made only with the
+    /// privilege to make them (a warning otherwise, as tar gives); FIFOs
+    /// are made by anyone.
+    @Test func devicesAndFIFOs() throws {
+        let dir = try ScratchDirectory()
+        let img = try Self.image("ext4", in: dir)
+        let made = try shell("printf 'cd /special\\nmknod null c 1 3\\nmknod loop0 b 7 0\\n' | debugfs -w -f - \(img.path)")
+        #expect(made.status == 0)
+        let listed = try run("qb-fs", ["-tv", img.path, "/special"])
+        #expect(listed.stdoutText.contains("c--------- 0/0             1,3 "), "\(listed.stdoutText)")
+        #expect(listed.stdoutText.contains("b--------- 0/0             7,0 "), "\(listed.stdoutText)")
+        #expect(listed.stdoutText.contains("prw-r--r-- 0/0               0 2018-06-14 "), "\(listed.stdoutText)")
+        let r = try run("qb-fs", ["-x", "-C", dir.file("out").path, img.path, "special"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let kinds = try run("stat", ["-c", "%n %F %t,%T", "null", "loop0", "fifo"], directory: dir.file("out/special"))
+        if getuid() == 0 {
+            #expect(kinds.stdoutText == "null character special file 1,3\nloop0 block special file 7,0\nfifo fifo 0,0\n", "\(kinds.stdoutText)")
+        } else {
+            #expect(r.stderr.contains("special/null: device not created (no privilege)"), "\(r.stderr)")
+        }
+    }
+
     @Test func refusals() throws {
         let dir = try ScratchDirectory()
         let img = try Self.image("ext4", in: dir)

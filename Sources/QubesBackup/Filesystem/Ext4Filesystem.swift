@@ -40,6 +40,7 @@ public final class Ext4Filesystem {
 
     let blockSize: Int
     private var cache = BlockCache()
+    private var reportedGroups = Set<UInt32>()
     var journal: JournalState?
 
     public init(window: ImageWindow, options: Options = Options()) throws(QBError) {
@@ -99,8 +100,11 @@ public final class Ext4Filesystem {
         let group = (number - 1) / sb.inodesPerGroup
         let index = (number - 1) % sb.inodesPerGroup
         let descriptor = try groupDescriptor(group)
-        if options.verifyChecksums && !descriptor.checksumMatches {
-            throw QBError(.malformed, "group descriptor \(group) checksum does not match", hint: "the inodes of that group cannot be trusted")
+        if options.verifyChecksums && !descriptor.checksumMatches && reportedGroups.insert(group).inserted {
+            // Salvage: the kernel would refuse to mount, but the inode
+            // table's location is still checked against the filesystem and
+            // each inode has its own checksum; say so and go on.
+            problems.append("group descriptor \(group) checksum does not match; its inodes were read all the same")
         }
         let byteInTable = UInt64(index) * UInt64(sb.inodeSize)
         let tableBlock = descriptor.inodeTable + byteInTable / UInt64(blockSize)
