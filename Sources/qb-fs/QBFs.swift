@@ -63,6 +63,9 @@ struct QBFs: QBCommand {
     @Flag(help: "Read the filesystem as it is on disk: do not replay a journal that needs recovery.")
     var noJournal = false
 
+    @Flag(help: "No progress line, even on a terminal.")
+    var noProgress = false
+
     @Flag(name: [.customShort("p"), .customLong("preserve-permissions")], help: "Keep setuid, setgid and sticky bits when extracting.")
     var keepSpecialBits = false
 
@@ -114,6 +117,16 @@ struct QBFs: QBCommand {
             damagedCount += 1
         }
         let export = FilesystemExport(fs)
+        // File data done out of the filesystem's used space: a little over
+        // the files' total (metadata counts too), so it ends a bit short of 100%.
+        let meter = noProgress || !(extract || tar) ? nil : ProgressMeter(total: fs.superblock.usedBytes)
+        defer { meter?.end() }
+        var files = 0
+        export.progress = { bytes in
+            files += 1
+            meter?.label = "\(files) files"
+            meter?.advance(by: bytes)
+        }
         let out = FileDescriptor.standardOutput()
         if list {
             let lines = LineWriter(out)

@@ -9,6 +9,8 @@ import Glibc
 public final class FilesystemExport {
     public let filesystem: Ext4Filesystem
     private let buffer: UnsafeMutableRawBufferPointer
+    /// Told the size of each regular file written (extraction and tar).
+    public var progress: (Int) -> Void = { _ in }
 
     public init(_ filesystem: Ext4Filesystem) {
         self.filesystem = filesystem
@@ -68,6 +70,7 @@ public final class FilesystemExport {
                 damaged(FileProblem(path: node.name, inode: node.inode.number, error: error))
                 return false
             }
+            if entry.kind == .regular { progress(Int(entry.size)) }
             extracted(node)
             return true
         }, damaged: damaged)
@@ -152,6 +155,7 @@ public final class FilesystemExport {
                     }
                 }
             }
+            progress(Int(entry.size))
             return true
         }, damaged: damaged)
         try writer.finish()

@@ -42,6 +42,13 @@ public struct Superblock: Sendable {
     /// Whether the superblock's own checksum matched (always true without metadata_csum).
     public let checksumMatches: Bool
 
+    /// Bytes in blocks that are in use (data and metadata).
+    public var usedBytes: Int64 {
+        let is64 = features.incompatible.contains(.bit64)
+        let free = UInt64(raw.le32(0x0C)) | (is64 ? UInt64(raw.le32(0x158)) << 32 : 0)
+        return Int64(blocksCount - min(free, blocksCount)) * Int64(blockSize)
+    }
+
     public var groupCount: UInt32 {
         UInt32((blocksCount - UInt64(firstDataBlock) + UInt64(blocksPerGroup) - 1) / UInt64(blocksPerGroup))
     }
