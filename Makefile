@@ -78,6 +78,7 @@ bench: deps
 	$(SWIFT) build -c release
 	@PATH="$$($(SWIFT) build -c release --show-bin-path):$$PATH" ./bench/run.sh
 	@PATH="$$($(SWIFT) build -c release --show-bin-path):$$PATH" ./bench/restore.sh
+	@PATH="$$($(SWIFT) build -c release --show-bin-path):$$PATH" ./bench/fs.sh
 
 # libFuzzer targets live in a package of their own (FuzzTesting/, which
 # depends on this one by path) so that no other build sees fuzzing flags.
