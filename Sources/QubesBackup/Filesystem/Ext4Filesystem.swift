@@ -107,8 +107,9 @@ public final class Ext4Filesystem {
             problems.append("group descriptor \(group) checksum does not match; its inodes were read all the same")
         }
         let byteInTable = UInt64(index) * UInt64(sb.inodeSize)
-        let tableBlock = descriptor.inodeTable + byteInTable / UInt64(blockSize)
+        // Checked before the addition, which could otherwise overflow.
         try checkBlocks(descriptor.inodeTable, count: 1, what: "group \(group)'s inode table")
+        let tableBlock = descriptor.inodeTable + byteInTable / UInt64(blockSize)
         let bytes = try block(tableBlock, what: "inode \(number)")
         let start = Int(byteInTable % UInt64(blockSize))
         return try Inode(number: number, raw: Array(bytes[start..<(start + sb.inodeSize)]), superblock: sb, verify: options.verifyChecksums)

@@ -23,7 +23,7 @@ extension Ext4Filesystem {
         // i_blocks counts every block the inode owns; a map that reaches
         // more blocks is lying (and could make a small image expand into
         // terabytes of output by pointing at one block again and again).
-        let owned = inode.blocks / UInt64(blockSize / 512)
+        let owned = min(inode.blocks / UInt64(blockSize / 512), superblock.blocksCount)
         var mapped: UInt64 = 0
         let checked = { (run: DataRun) throws(QBError) in
             mapped += run.count

@@ -45,6 +45,9 @@ public final class TarExtractor {
     /// entries inside a directory changes its mtime (and a read-only mode
     /// would stop the extraction).
     private var directoryFixups: [(path: MemberPath, mode: UInt32, mtime: timespec)] = []
+    private var cachedParent: (components: [[UInt8]], fd: Int32)?
+    private let temporaryPrefix = String(UInt64.random(in: 0...UInt64.max), radix: 36)
+    private var temporaryCounter: UInt64 = 0
 
     /// Opens the target directory, which must exist.
     public init(targetDirectory: String, options: Options = Options()) throws(QBError) {
@@ -56,7 +59,10 @@ public final class TarExtractor {
         self.options = options
     }
 
-    deinit { close(root) }
+    deinit {
+        if let cached = cachedParent { close(cached.fd) }
+        close(root)
+    }
 
     /// Extracts the reader's current member (`entry`, just returned by
     /// `next()`), reading its data. Returns warnings about things not
@@ -93,7 +99,7 @@ public final class TarExtractor {
         switch entry.kind {
         case .directory:
             let parent = try openParent(path, create: true, member: name)
-            defer { close(parent) }
+            defer { release(parent) }
             let last = cString(path.components.last!)
             if mkdirat(parent, last, 0o700) != 0 {
                 let code = errno
@@ -111,7 +117,7 @@ public final class TarExtractor {
         case .symbolicLink:
             guard !entry.linkTarget.isEmpty else { throw QBError(.malformed, "symbolic link with an empty target", subject: name) }
             let parent = try openParent(path, create: true, member: name)
-            defer { close(parent) }
+            defer { release(parent) }
             try placeAtomically(parent: parent, name: path.components.last!, member: name) { (tmp: [CChar]) throws(QBError) in
                 let target = cString(entry.linkTarget)
                 try systemCall("cannot create symbolic link", name) { Int(symlinkat(target, parent, tmp)) }
@@ -129,14 +135,14 @@ public final class TarExtractor {
             guard !targetPath.components.isEmpty else {
                 throw QBError(.unsafe, "refusing hard link to the extraction directory", subject: name)
             }
-            let targetParent = try openParent(targetPath, create: false, member: name)
+            let targetParent = try openParent(targetPath, create: false, member: name, cache: false)
             defer { close(targetParent) }
             let targetLast = cString(targetPath.components.last!)
             guard try kindAt(targetParent, targetLast) != nil else {
                 throw QBError(.malformed, "hard link to a member not extracted", subject: name, hint: "link target \(entry.linkName)")
             }
             let parent = try openParent(path, create: true, member: name)
-            defer { close(parent) }
+            defer { release(parent) }
             try placeAtomically(parent: parent, name: path.components.last!, member: name) { (tmp: [CChar]) throws(QBError) in
                 // linkat without AT_SYMLINK_FOLLOW links a symlink itself, never its target.
                 try systemCall("cannot create hard link", name) { Int(linkat(targetParent, targetLast, parent, tmp, 0)) }
@@ -177,7 +183,7 @@ public final class TarExtractor {
     private func makeNode(_ entry: TarEntry, path: MemberPath, mode: mode_t, device: dev_t, what: String) throws(QBError) -> [String] {
         let name = entry.name
         let parent = try openParent(path, create: true, member: name)
-        defer { close(parent) }
+        defer { release(parent) }
         var refused = false
         try placeAtomically(parent: parent, name: path.components.last!, member: name) { (tmp: [CChar]) throws(QBError) in
             if mknodat(parent, tmp, mode | mode_t(maskedMode(entry.mode)), device) != 0 {
@@ -199,7 +205,7 @@ public final class TarExtractor {
     private func writeRegular(_ entry: TarEntry, path: MemberPath, contents: (Int32, String) throws(QBError) -> Void) throws(QBError) {
         let name = entry.name
         let parent = try openParent(path, create: true, member: name)
-        defer { close(parent) }
+        defer { release(parent) }
         let finalName = cString(path.components.last!)
         if let kind = try kindAt(parent, finalName), kind == S_IFDIR {
             throw QBError(.unsafe, "refusing to replace a directory with a file", subject: name)
@@ -242,7 +248,7 @@ public final class TarExtractor {
 
     private func createTemporary(in parent: Int32, member: String) throws(QBError) -> (Int32, [CChar]) {
         for _ in 0..<16 {
-            let tmp = cString(Array(".qb-tmp-\(String(UInt64.random(in: 0...UInt64.max), radix: 36))".utf8))
+            let tmp = temporaryName()
             let fd = openat(parent, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
             if fd >= 0 { return (fd, tmp) }
             let code = errno
@@ -262,7 +268,7 @@ public final class TarExtractor {
         }
         var lastError: QBError?
         for _ in 0..<16 {
-            let tmp = cString(Array(".qb-tmp-\(String(UInt64.random(in: 0...UInt64.max), radix: 36))".utf8))
+            let tmp = temporaryName()
             do {
                 try make(tmp)
             } catch {
@@ -281,8 +287,31 @@ public final class TarExtractor {
 
     // MARK: - Confined directory walk
 
-    private func openParent(_ path: MemberPath, create: Bool, member: String) throws(QBError) -> Int32 {
-        try openDirectory(Array(path.components.dropLast()), create: create, member: member)
+    /// Opens the directory that holds `path`. Members come grouped by
+    /// directory, so the last one opened is kept (`cache`) and lent again
+    /// while the next members stay in it: a directory this extractor opened
+    /// cannot become a link later, since a directory is never replaced.
+    /// Give what it returns back with `release`.
+    private func openParent(_ path: MemberPath, create: Bool, member: String, cache: Bool = true) throws(QBError) -> Int32 {
+        let components = Array(path.components.dropLast())
+        guard cache else { return try openDirectory(components, create: create, member: member) }
+        if let cached = cachedParent, cached.components == components { return cached.fd }
+        let fd = try openDirectory(components, create: create, member: member)
+        if let old = cachedParent { close(old.fd) }
+        cachedParent = (components, fd)
+        return fd
+    }
+
+    /// Closes a descriptor from `openParent` unless it is the one kept.
+    private func release(_ fd: Int32) {
+        if fd != cachedParent?.fd { close(fd) }
+    }
+
+    /// `.qb-tmp-` and a random prefix chosen once, then a counter: unique
+    /// enough for O_EXCL to settle the rest, without a getrandom per file.
+    private func temporaryName() -> [CChar] {
+        temporaryCounter += 1
+        return cString(Array(".qb-tmp-\(temporaryPrefix)-\(temporaryCounter)".utf8))
     }
 
     /// Opens the directory `components` below the root, one component at a
