@@ -34,7 +34,8 @@ private func padded(_ data: [UInt8]) -> [UInt8] {
 
 private let endBlocks = [UInt8](repeating: 0, count: 1024)
 
-private func readAllMembers(_ bytes: [UInt8], ignoreZeros: Bool = false, limits: TarLimits = .default) throws(QBError) -> [(TarEntry, [UInt8])] {
+/// Every member of an archive with its logical content (holes as zeros).
+func readAllMembers(_ bytes: [UInt8], ignoreZeros: Bool = false, limits: TarLimits = .default) throws(QBError) -> [(TarEntry, [UInt8])] {
     let reader = TarReader(source: MemorySource(bytes), options: .init(ignoreZeros: ignoreZeros, limits: limits))
     var result: [(TarEntry, [UInt8])] = []
     let buffer = IOBuffer(capacity: 4096)

@@ -107,22 +107,6 @@ private func writeArchive(_ members: [Planned], to file: URL) throws {
     try writer.finish()
 }
 
-/// Every member read back by our reader, with logical content.
-private func readBack(_ data: [UInt8]) throws(QBError) -> [(TarEntry, [UInt8])] {
-    let reader = TarReader(source: MemorySource(data))
-    var result: [(TarEntry, [UInt8])] = []
-    let buffer = IOBuffer(capacity: 1 << 16)
-    while let e = try reader.next() {
-        var content: [UInt8] = []
-        while true {
-            buffer.clear()
-            if try reader.read(into: buffer) == 0 { break }
-            buffer.withReadable { content.append(contentsOf: $0) }
-        }
-        result.append((e, content))
-    }
-    return result
-}
 
 /// A shell-quoted path built with printf so non-UTF-8 bytes survive.
 private func printfPath(_ path: [UInt8]) -> String {
@@ -210,7 +194,7 @@ private func printfPath(_ path: [UInt8]) -> String {
         try writeArchive(members, to: archive)
         let data = [UInt8](try Data(contentsOf: archive))
         #expect(data.count % 512 == 0)
-        let read = try readBack(data)
+        let read = try readAllMembers(data)
         try #require(read.count == members.count)
         for (m, (e, content)) in zip(members, read) {
             let w = m.entry
@@ -249,7 +233,7 @@ private func printfPath(_ path: [UInt8]) -> String {
         try writer.finish()
         #expect(sink.finished)
         #expect(sink.bytes.count == 4 * 512)
-        let read = try readBack(sink.bytes)
+        let read = try readAllMembers(sink.bytes)
         try #require(read.count == 2)
         #expect(read[0].0.kind == .characterDevice && read[0].0.deviceMajor == 1 && read[0].0.deviceMinor == 3)
         #expect(read[1].0.kind == .blockDevice && read[1].0.deviceMajor == 8 && read[1].0.deviceMinor == 1_048_575)
@@ -343,7 +327,7 @@ private func printfPath(_ path: [UInt8]) -> String {
         }
         #expect(!sink.finished)
         var kind: QBError.Kind?
-        do { _ = try readBack(sink.bytes) } catch { kind = error.kind }
+        do { _ = try readAllMembers(sink.bytes) } catch { kind = error.kind }
         #expect(kind == .truncated)
     }
 
