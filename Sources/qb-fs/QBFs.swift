@@ -91,42 +91,21 @@ struct QBFs: QBCommand {
     }
 
     func run() throws {
-        let file = try ImageFile(path: image)
-        let table = try PartitionTable.read(from: file)
-        for warning in table.warnings { Diagnostics.warning("\(image): \(warning)") }
-        let located = try FilesystemLocator.locate(in: file, table: table, partition: partition)
-        if info {
-            try describe(file: file, table: table, located: located)
-            return
-        }
-        let fs = try Ext4Filesystem(window: located.window, options: .init(replayJournal: !noJournal))
-        var damagedCount = 0
-        // Problems of the filesystem as a whole: those found on opening it
-        // now, those found while walking (a group descriptor) at the end.
-        var told = 0
-        func tellFilesystemProblems() {
-            for problem in fs.problems.dropFirst(told) {
-                Diagnostics.error("\(image): \(problem)")
-                damagedCount += 1
-            }
-            told = fs.problems.count
-        }
-        tellFilesystemProblems()
-        let report = { (problem: FileProblem) in
-            Diagnostics.error(problem.description)
-            damagedCount += 1
-        }
-        let export = FilesystemExport(fs)
+        if info { return try describe() }
+        let session = try FilesystemSession(image: image, partition: partition, replayJournal: !noJournal)
+        let export = FilesystemExport(session.filesystem)
+        let report = { (problem: FileProblem) in session.report(problem) }
         // File data done out of the filesystem's used space: a little over
         // the files' total (metadata counts too), so it ends a bit short of 100%.
-        let meter = noProgress || !(extract || tar) ? nil : ProgressMeter(total: fs.superblock.usedBytes)
+        let meter = noProgress || !(extract || tar) ? nil : ProgressMeter(total: session.filesystem.superblock.usedBytes)
         defer { meter?.end() }
         var files = 0
-        export.progress = { bytes in
+        let progress = { (bytes: Int) in
             files += 1
             meter?.label = "\(files) files"
             meter?.advance(by: bytes)
         }
+        export.progress = progress
         let out = FileDescriptor.standardOutput()
         if list {
             let lines = LineWriter(out)
@@ -137,14 +116,10 @@ struct QBFs: QBCommand {
             }
             try lines.flush()
         } else if extract {
-            let target = directory ?? "."
-            try TargetDirectory.create(target)
-            let extractor = try TarExtractor(targetDirectory: target,
-                                             options: .init(keepSpecialBits: keepSpecialBits, preserveOwnership: sameOwner,
-                                                            createSpecialFiles: true))
-            try export.extract(roots: paths, into: extractor, damaged: report,
-                               warning: { Diagnostics.warning($0) },
-                               extracted: { node in if verbose { Diagnostics.printLine(node.name) } })
+            try session.extract(roots: paths, into: directory ?? ".",
+                                options: .init(keepSpecialBits: keepSpecialBits, preserveOwnership: sameOwner, createSpecialFiles: true),
+                                progress: progress,
+                                extracted: { node in if verbose { meter?.end(); Diagnostics.printLine(node.name) } })
         } else if toStdout {
             let binary = try Output.binary(what: "file contents")
             try export.cat(roots: paths, to: binary, damaged: report)
@@ -152,14 +127,19 @@ struct QBFs: QBCommand {
             let binary = try Output.binary(what: "a tar archive")
             try export.tar(roots: paths, to: binary, damaged: report, warning: { Diagnostics.warning($0) })
         }
-        tellFilesystemProblems()
-        if damagedCount > 0 {
-            Diagnostics.error("\(image): \(damagedCount) problem\(damagedCount == 1 ? "" : "s") found; everything else was read")
+        meter?.end()
+        session.tellFilesystemProblems()
+        if let summary = session.summary() {
+            Diagnostics.error(summary)
             throw ExitWith(.badInput)
         }
     }
 
-    private func describe(file: ImageFile, table: PartitionTable, located: FilesystemLocation) throws {
+    private func describe() throws {
+        let file = try ImageFile(path: image)
+        let table = try PartitionTable.read(from: file)
+        for warning in table.warnings { Diagnostics.warning("\(image): \(warning)") }
+        let located = try FilesystemLocator.locate(in: file, table: table, partition: partition)
         var lines: [String] = []
         lines.append("image: \(image) (\(file.size) bytes)")
         switch table.scheme {

@@ -1,0 +1,65 @@
+import QubesBackup
+
+/// The filesystem inside a volume image, opened the way every tool opens it
+/// (partition table read, the filesystem located, the journal replayed in
+/// memory unless told not to), with the problems it reports counted and
+/// printed as one line each.
+public final class FilesystemSession {
+    public let image: String
+    public let file: ImageFile
+    public let table: PartitionTable
+    public let location: FilesystemLocation
+    public let filesystem: Ext4Filesystem
+    /// Problems printed so far: damaged files and filesystem-wide ones.
+    public private(set) var problemCount = 0
+    /// Put before each damaged file's line (qb-restore names the image there).
+    private let prefix: String
+    private var filesystemProblemsTold = 0
+
+    public init(image: String, partition: Int? = nil, replayJournal: Bool = true, prefix: String = "") throws(QBError) {
+        self.image = image
+        self.prefix = prefix
+        file = try ImageFile(path: image)
+        table = try PartitionTable.read(from: file)
+        for warning in table.warnings { Diagnostics.warning("\(image): \(warning)") }
+        location = try FilesystemLocator.locate(in: file, table: table, partition: partition)
+        filesystem = try Ext4Filesystem(window: location.window, options: .init(replayJournal: replayJournal))
+        tellFilesystemProblems()
+    }
+
+    /// One line for a damaged file or directory.
+    public func report(_ problem: FileProblem) {
+        Diagnostics.error(prefix + problem.description)
+        problemCount += 1
+    }
+
+    /// Prints the filesystem-wide problems not printed yet (found on opening,
+    /// or while walking, as a group descriptor's).
+    public func tellFilesystemProblems() {
+        for problem in filesystem.problems.dropFirst(filesystemProblemsTold) {
+            Diagnostics.error("\(image): \(problem)")
+            problemCount += 1
+        }
+        filesystemProblemsTold = filesystem.problems.count
+    }
+
+    /// Extracts `roots` (everything when empty) into `directory`, created
+    /// when missing; returns the number of problems found in all.
+    @discardableResult
+    public func extract(roots: [String], into directory: String, options: TarExtractor.Options,
+                        progress: ((Int) -> Void)? = nil, extracted: @escaping (FileNode) -> Void = { _ in }) throws(QBError) -> Int {
+        try TargetDirectory.create(directory)
+        let extractor = try TarExtractor(targetDirectory: directory, options: options)
+        let export = FilesystemExport(filesystem)
+        if let progress { export.progress = progress }
+        try export.extract(roots: roots, into: extractor, damaged: { self.report($0) },
+                           warning: { Diagnostics.warning($0) }, extracted: extracted)
+        tellFilesystemProblems()
+        return problemCount
+    }
+
+    /// The closing line when anything was wrong.
+    public func summary() -> String? {
+        problemCount == 0 ? nil : "\(image): \(problemCount) problem\(problemCount == 1 ? "" : "s") found; everything else was read"
+    }
+}
