@@ -3,10 +3,10 @@ import QubesBackup
 /// The VM listing shared by `qb-header --vms` and `qb-restore --list`.
 public enum VMTable {
     public static func lines(_ entries: [VMEntry]) -> [String] {
-        let rows = [["NAME", "CLASS", "SUBDIR", "SIZE", "TEMPLATE", "LABEL"]] + entries.map { vm in
-            [vm.name, vm.vmClass, vm.subdir ?? "-", vm.size.map(String.init) ?? "-", vm.template ?? "-", vm.label ?? "-"]
+        let rows = [["NAME", "CLASS", "SUBDIR", "SIZE", "TEMPLATE", "LABEL", "VOLUMES"]] + entries.map { vm in
+            [vm.name, vm.vmClass, vm.subdir ?? "-", vm.size.map(String.init) ?? "-", vm.template ?? "-", vm.label ?? "-", volumes(vm)]
         }
-        let widths = (0..<6).map { c in rows.map { $0[c].count }.max() ?? 0 }
+        let widths = (0..<7).map { c in rows.map { $0[c].count }.max() ?? 0 }
         return rows.map { row in
             var line = zip(row, widths).map { $0 + String(repeating: " ", count: $1 - $0.count) }.joined(separator: "  ")
             while line.last == " " { line.removeLast() }
@@ -16,12 +16,20 @@ public enum VMTable {
 }
 
 extension VMTable {
+    /// `private.img 2147483648 root.img 10737418240`: what the backup holds
+    /// for the VM and, where qubes.xml says, how large each volume is.
+    static func volumes(_ vm: VMEntry) -> String {
+        if vm.volumes.isEmpty { return "-" }
+        return vm.volumes.map { $0.name + ".img" + ($0.size.map { " " + String($0) } ?? "") }.joined(separator: " ")
+    }
+
     /// One JSON array of objects, one per VM.
     public static func json(_ entries: [VMEntry]) -> String {
         let objects = entries.map { vm in
             "{\"name\":\(JSON.string(vm.name)),\"class\":\(JSON.string(vm.vmClass)),\"subdir\":\(vm.subdir.map(JSON.string) ?? "null")," +
             "\"size\":\(vm.size.map(String.init) ?? "null"),\"template\":\(vm.template.map(JSON.string) ?? "null")," +
-            "\"label\":\(vm.label.map(JSON.string) ?? "null"),\"included\":\(vm.included)}"
+            "\"label\":\(vm.label.map(JSON.string) ?? "null"),\"included\":\(vm.included)," +
+            "\"volumes\":[" + vm.volumes.map { "{\"name\":\(JSON.string($0.name)),\"size\":\($0.size.map(String.init) ?? "null")}" }.joined(separator: ",") + "]}"
         }
         return "[" + objects.joined(separator: ",") + "]"
     }

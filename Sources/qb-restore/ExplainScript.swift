@@ -13,6 +13,9 @@ struct ExplainScript {
     let passphrase: String?
     let verifyOnly: Bool
     let qubesXMLChunks: Int
+    /// --files: each VM's private.img is read by qb-fs after its pipeline.
+    let readFilesystems: Bool
+    let filesOnly: Bool
 
     private var passphraseSource: String {
         if let passphrase, !passphrase.hasPrefix("pass:") { return passphrase }
@@ -62,6 +65,12 @@ struct ExplainScript {
             out += pipeline(file: file, chunks: chunks,
                             last: "qb-untar -x\(volumeFlag) --within \(quote(file)) --strip-components \(strip) -C \"$target\"/\(quote(destination.directoryName))",
                             output: "")
+            if readFilesystems && destination.directoryName != "dom0-home" && file.split(separator: "/").count == 2 && file.hasSuffix("/private.img") {
+                let vm = "\"$target\"/" + quote(destination.directoryName)
+                out += ["", "# 8. the files of \(destination.directoryName)'s private volume, without mount"]
+                out.append("qb-fs -x -C \(vm)/files \(vm)/private.img")
+                if filesOnly { out.append("rm \(vm)/private.img") }
+            }
         }
         return out
     }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import ArgumentParser
+import Synchronization
 import QubesBackup
 import QubesBackupCLI
 
@@ -33,6 +34,7 @@ struct QBRestore: QBCommand {
           ssh nas cat backup.qubes | qb-restore --passphrase file:pass.txt -C restored - work
           qb-restore --verify-only --passphrase env:P backup.qubes
           qb-restore --explain --passphrase env:P backup.qubes work > restore-work.sh
+          qb-restore --files -C restored --passphrase env:P backup.qubes work
         """)
 
     @Flag(name: [.customShort("l"), .customLong("list")], help: "List the VMs in the backup (after authenticating the header and qubes.xml) and stop.")
@@ -46,6 +48,12 @@ struct QBRestore: QBCommand {
 
     @Flag(help: "Also restore dom0's home directory, into DIR/dom0-home.")
     var dom0Home = false
+
+    @Flag(help: "Then read each restored VM's private.img filesystem and extract its files into DIR/VM/files/ (step 8, as qb-fs -x).")
+    var files = false
+
+    @Flag(help: "With --files: remove private.img once all its files were extracted without a problem.")
+    var filesOnly = false
 
     @Flag(help: "With --list: JSON output.")
     var json = false
@@ -86,6 +94,8 @@ struct QBRestore: QBCommand {
         if json && !list { throw ValidationError("--json goes with --list") }
         if list && (!vms.isEmpty || dom0Home) { throw ValidationError("--list takes no VM names and no --dom0-home") }
         if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
+        if filesOnly && !files { throw ValidationError("--files-only goes with --files") }
+        if files && (list || verifyOnly) { throw ValidationError("--files restores files: not with --list or --verify-only") }
         if maxSparseEntries < 1 { throw ValidationError("--max-sparse-entries must be at least 1") }
     }
 
@@ -116,11 +126,12 @@ struct QBRestore: QBCommand {
             ?? RestoreSelection(directoryNames: vms, dom0Home: dom0Home)
 
         if explain {
-            let files = try restore.processFiles { _ in .skip }
+            let planned = try restore.processFiles { _ in .skip }
             let script = ExplainScript(backup: backup, directory: directory, header: header,
                                        authentication: restore.authentication!, passphrase: passphrase.source,
-                                       verifyOnly: verifyOnly, qubesXMLChunks: restore.qubesXMLChunks)
-            for line in script.lines(files: files, selection: selection) { try Output.line(line) }
+                                       verifyOnly: verifyOnly, qubesXMLChunks: restore.qubesXMLChunks,
+                                       readFilesystems: files, filesOnly: filesOnly)
+            for line in script.lines(files: planned, selection: selection) { try Output.line(line) }
             return
         }
 
@@ -131,7 +142,9 @@ struct QBRestore: QBCommand {
         var limits = TarLimits.default
         limits.maxSparseEntries = maxSparseEntries
         var unclaimed: [String] = []
-        let files = try restore.processFiles { (file) throws(QBError) -> BackupRestore.Route in
+        let restored: [(file: String, chunks: Int)]
+        do {
+            restored = try restore.processFiles { (file) throws(QBError) -> BackupRestore.Route in
             let vm = selection.owner(of: file)
             if vm == nil { unclaimed.append(file) }
             if verifyOnly {
@@ -145,6 +158,13 @@ struct QBRestore: QBCommand {
             return .stream(InnerArchiveTarget(
                 directory: path(destination.directoryName),
                 relocation: try MemberRelocation(within: file, stripComponents: destination.stripComponents), limits: limits))
+            }
+        } catch {
+            // The VMs whose images came out whole before the failure still
+            // get their files read.
+            meter?.end()
+            if files { _ = extractFiles(selection: selection, finished: report.finished) }
+            throw error
         }
         meter?.end()
         for file in unclaimed { Diagnostics.warning("\(file): belongs to no VM listed in qubes.xml; not restored") }
@@ -153,19 +173,56 @@ struct QBRestore: QBCommand {
         // authenticated backup of fewer files. qubes.xml is what says a VM
         // was backed up, so a VM it lists without a single file is refused
         // as truncated; dom0's home is often not listed, so only warned about.
-        let missing = selection.missing(among: files.map(\.file))
+        let missing = selection.missing(among: restored.map(\.file))
         for name in missing where name == "dom0" { Diagnostics.warning("--dom0-home: the backup holds no dom0 home") }
         if let name = missing.first(where: { $0 != "dom0" }) {
             throw QBError(.truncated, "no files in the backup", subject: name,
                           hint: selection.byDirectory ? "no such VM directory in the backup" : "qubes.xml lists it: the backup is truncated")
         }
-        if files.isEmpty {
+        if restored.isEmpty {
             throw QBError(.truncated, "no files after the header and qubes.xml", subject: backup == "-" ? "standard input" : backup,
                           hint: "the backup is truncated")
         }
         if verifyOnly {
-            try Output.line("\(backup == "-" ? "standard input" : backup): OK (\(files.count) files authenticated and read to their end)")
+            try Output.line("\(backup == "-" ? "standard input" : backup): OK (\(restored.count) files authenticated and read to their end)")
         }
+        if files && extractFiles(selection: selection, finished: report.finished) > 0 {
+            throw ExitWith(.badInput)
+        }
+    }
+
+    /// Step 8 for every selected VM whose private.img was restored whole:
+    /// its filesystem's files go to DIR/VM/files/, as `qb-fs -x` would put
+    /// them. Damage is reported file by file; returns how many problems
+    /// were found in all (a VM whose image cannot be read at all counts one).
+    func extractFiles(selection: RestoreSelection, finished: Set<String>) -> Int {
+        var problems = 0
+        // A VM's volume is "SUBDIR/private.img", restored to DIR/VM/private.img.
+        for member in finished.sorted() where member.split(separator: "/").count == 2 && member.hasSuffix("/private.img") {
+            guard let destination = selection.destination(of: member), destination.directoryName != "dom0-home" else { continue }
+            let vmDirectory = path(destination.directoryName)
+            let image = vmDirectory + "/private.img"
+            do throws(QBError) {
+                let session = try FilesystemSession(image: image, prefix: destination.directoryName + "/private.img: ")
+                let found = try session.extract(roots: [], into: vmDirectory + "/files",
+                                                options: .init(preserveOwnership: false, createSpecialFiles: true),
+                                                extracted: { node in if verbose { Diagnostics.printLine(destination.directoryName + "/files/" + node.name) } })
+                if let summary = session.summary() { Diagnostics.error(summary) }
+                problems += found
+                if filesOnly {
+                    if found == 0 {
+                        unlink(image)
+                    } else {
+                        Diagnostics.warning("\(image): kept, since not all its files could be read")
+                    }
+                }
+            } catch {
+                // qb-fs's hints name its own options; here the image is simply unreadable.
+                Diagnostics.error(QBError(error.kind, error.message, subject: image).description)
+                problems += 1
+            }
+        }
+        return problems
     }
 
     func path(_ name: String) -> String { directory.hasSuffix("/") ? directory + name : directory + "/" + name }
@@ -188,10 +245,15 @@ struct QBRestore: QBCommand {
 final class Report: RestoreObserver {
     let meter: ProgressMeter?
     let verbose: Bool
+    /// Backup files restored whole, for --files; told from the restore's
+    /// worker threads.
+    private let finishedFiles = Mutex(Set<String>())
+    var finished: Set<String> { finishedFiles.withLock { $0 } }
     init(meter: ProgressMeter?, verbose: Bool) { self.meter = meter; self.verbose = verbose }
 
     func fileStarted(_ file: String) { meter?.label = file }
     func fileFinished(_ file: String) {
+        finishedFiles.withLock { _ = $0.insert(file) }
         if verbose { meter?.end(); Diagnostics.printLine(file) }
     }
     func warning(_ text: String) {

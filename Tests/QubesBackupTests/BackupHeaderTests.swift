@@ -167,6 +167,19 @@ private func parse(_ text: String) throws(QBError) -> BackupHeader {
         #expect(vms3.map(\.included) == [true, true, false])
         #expect(vms3.map(\.label) == [nil, "green", "red"])
         #expect(vms3[0].subdir == "dom0-home/")
+        // Without volume-config the class says which images there are.
+        #expect(vms3.map(\.volumes.count) == [0, 1, 0])
+        #expect(vms2.map { $0.volumes.map(\.name) } == [[], ["private", "root"], ["private"]])
+    }
+
+    /// R4 lists the volumes it saves on stop, with their sizes: those, and
+    /// only those, are in the backup as NAME.img.
+    @Test func volumeConfigSaysWhichImagesAreBackedUp() throws {
+        let xml = """
+            <qubes><labels/><domains>            <domain class="TemplateVM"><properties><property name="name">fedora</property></properties>            <features><feature name="backup-content">True</feature><feature name="backup-path">vm1/</feature></features>            <volume-config><volume name="root" pool="lvm" revisions_to_keep="1" rw="True" save_on_stop="True" size="10737418240"/>            <volume name="private" pool="lvm" rw="True" save_on_stop="True" size="2147483648"/>            <volume name="volatile" pool="lvm" rw="True" size="10737418240"/>            <volume name="kernel" pool="linux-kernel" rw="False" size="0"/></volume-config></domain>            </domains></qubes>
+            """
+        let vms = try QubesXML.parseVMs(Array(xml.utf8))
+        #expect(vms[0].volumes == [VMVolume(name: "root", size: 10_737_418_240), VMVolume(name: "private", size: 2_147_483_648)])
     }
 }
 

@@ -12,6 +12,18 @@ public struct VMEntry: Sendable, Equatable {
     /// A colour name.
     public var label: String?
     public var included: Bool
+    /// The volume images the backup holds for it, as `NAME.img` in its
+    /// subdirectory: from R4's volume-config (the volumes saved on stop,
+    /// with their sizes), else from its class as the writers choose them.
+    public var volumes: [VMVolume] = []
+}
+
+/// One volume image of a VM in the backup.
+public struct VMVolume: Sendable, Equatable {
+    /// `private`, `root`: the image is `NAME.img`.
+    public var name: String
+    /// The volume's size in bytes, where qubes.xml gives it.
+    public var size: Int64?
 }
 
 /// The VM list of a `qubes.xml` of any Qubes release: R1–R3 (`QubesVmCollection`,
@@ -52,7 +64,18 @@ public enum QubesXML {
                 size: e.attribute("backup_size").flatMap { Int64($0) },
                 template: vmClass == "AppVM" ? templateQID.flatMap { nameByQID[$0] } : nil,
                 label: e.attribute("label") ?? "red",
-                included: included)
+                included: included,
+                volumes: included ? volumesByClass(vmClass) : [])
+        }
+    }
+
+    /// Without volume-config: every VM but dom0 brings private.img; a
+    /// template or a standalone VM (whose root is its own) root.img too.
+    static func volumesByClass(_ vmClass: String) -> [VMVolume] {
+        switch vmClass {
+        case "AdminVM": return []
+        case "TemplateVM", "StandaloneVM": return [VMVolume(name: "private"), VMVolume(name: "root")]
+        default: return [VMVolume(name: "private")]
         }
     }
 
@@ -77,6 +100,17 @@ public enum QubesXML {
             // The writer stores booleans as "1" or empty (FORMAT.md §9.2).
             let included = !(features["backup-content"] ?? "").isEmpty
             let label = properties["label"].map { colourByID[$0] ?? $0 }
+            // R4 backs up the volumes saved on stop (private; root of a
+            // template or standalone VM), as NAME.img.
+            var volumes: [VMVolume] = []
+            if let config = d.child(named: "volume-config") {
+                for v in config.children(named: "volume") where v.attribute("save_on_stop") == "True" {
+                    guard let name = v.attribute("name") else { continue }
+                    volumes.append(VMVolume(name: name, size: v.attribute("size").flatMap { Int64($0) }))
+                }
+            } else {
+                volumes = volumesByClass(vmClass)
+            }
             return VMEntry(
                 name: properties["name"] ?? (vmClass == "AdminVM" ? "dom0" : ""),
                 vmClass: vmClass,
@@ -84,7 +118,8 @@ public enum QubesXML {
                 size: features["backup-size"].flatMap { Int64($0) },
                 template: properties["template"],
                 label: label,
-                included: included)
+                included: included,
+                volumes: included ? volumes : [])
         }
     }
 
