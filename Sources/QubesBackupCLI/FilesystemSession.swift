@@ -24,6 +24,9 @@ public final class FilesystemSession {
         for warning in table.warnings { Diagnostics.warning("\(image): \(warning)") }
         location = try FilesystemLocator.locate(in: file, table: table, partition: partition)
         filesystem = try Ext4Filesystem(window: location.window, options: .init(replayJournal: replayJournal))
+        if !replayJournal && filesystem.superblock.features.incompatible.contains(.needsRecovery) {
+            Diagnostics.warning("\(image): the journal needs recovery and was not replayed (--no-journal): the last changes before the VM stopped may be missing")
+        }
         tellFilesystemProblems()
     }
 

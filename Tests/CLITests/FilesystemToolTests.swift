@@ -163,6 +163,7 @@ import QBTestSupport
         let onDisk = try run("qb-fs", ["-O", "--no-journal", img.path, "/sizes/hello.txt"])
         #expect(onDisk.status == 0)
         #expect(onDisk.stdoutText == "hello, ext\n")
+        #expect(onDisk.stderr.contains("the journal needs recovery and was not replayed (--no-journal)"), "\(onDisk.stderr)")
         let info = try run("qb-fs", ["--info", img.path])
         #expect(info.stdoutText.contains("journal: inode 8, replayed in memory: 1 transaction"), "\(info.stdoutText)")
         // Never written.
