@@ -11,8 +11,8 @@ public final class Ext4Filesystem {
         public var replayJournal: Bool
         /// Bytes of metadata blocks kept in memory.
         public var cacheBytes: Int
-        /// Largest directory read (its blocks), and largest file mapping
-        /// walked per file, bounding memory and time on hostile images.
+        /// Largest directory read, in bytes: its entries are held in memory
+        /// while the walk is below it.
         public var maxDirectoryBytes: Int
 
         public init(verifyChecksums: Bool = true, replayJournal: Bool = true,
