@@ -33,7 +33,7 @@ rm -rf "$B"; mkdir -p "$B"
 PASS=qubes
 CHUNK=102400
 SCRYPT_OPTS=(--logN 10 -r 8 -p 1)
-STAGE_TIME=@1796126400          # 2026-12-01 12:00:00 UTC: mtime of everything staged for a backup
+STAGE_TIME=@1796040000          # 2026-11-30 12:00:00 UTC: mtime of everything staged for a backup
 
 die() { echo "make-backups.sh: $*" >&2; exit 1; }
 
@@ -296,7 +296,7 @@ core3() {       # core3 TPL_IN WORK_IN > qubes.xml
 # ---------------------------------------------------------------- 1. v4-fs-gzip.qubes
 mkdir -p "$B/xml/v4" "$B/xml/v3" "$B/xml/damaged"
 core3 1 1 > "$B/xml/v4/qubes.xml"
-v4_begin v4-fs-gzip.qubes 20261201T120000-4242
+v4_begin v4-fs-gzip.qubes 20261130T120000-4242
 qubes_xml "$B/xml/v4/qubes.xml" v4_stream
 meta "vm tpl vm2/"
 v4_volume tpl vm2/ "$B/img/tpl/root.img" 4251
@@ -326,7 +326,7 @@ meta "fs work private.img - $B/src-work"
 
 # ---------------------------------------------------------------- 3. v4-fs-damaged.qubes
 core3 "" 1 > "$B/xml/damaged/qubes.xml"
-v4_begin v4-fs-damaged.qubes 20261201T120500-4243
+v4_begin v4-fs-damaged.qubes 20261130T120500-4243
 qubes_xml "$B/xml/damaged/qubes.xml" v4_stream
 meta "vm work vm3/"
 v4_volume work vm3/ "$B/img/damaged/private.img" 4254
