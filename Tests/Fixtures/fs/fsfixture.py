@@ -199,7 +199,12 @@ def sha256_file(p):
 
 def listing(top, damaged=()):
     files = {}
-    for rel, st in walk(top):
+    entries = walk(top)
+    groups = {}
+    for rel, st in entries:
+        if stat.S_ISREG(st.st_mode):
+            groups.setdefault(st.st_ino, []).append(rel)
+    for rel, st in entries:
         m = '%04o' % stat.S_IMODE(st.st_mode)
         uid, gid = owner(rel)
         if stat.S_ISDIR(st.st_mode):
@@ -210,7 +215,7 @@ def listing(top, damaged=()):
             e = {'type': 'file', 'size': st.st_size, 'sha256': sha256_file(os.path.join(top, rel)), 'mode': m}
             if st.st_nlink > 1:
                 e['nlink'] = st.st_nlink
-                e['hardlinks'] = sorted(r for r, s in walk(top) if s.st_ino == st.st_ino)
+                e['hardlinks'] = sorted(groups[st.st_ino])
             if st.st_blocks * 512 < st.st_size:
                 e['sparse'] = True
         else:
