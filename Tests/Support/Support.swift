@@ -195,3 +195,68 @@ extension Manifest {
         return vm + "/" + path.dropFirst(subdir.count)
     }
 }
+
+extension Manifest {
+    /// The manifest's description of the filesystem in `volume` of a VM of
+    /// `fixture` (`filesystem`, or one of `other_filesystems`), if any.
+    public static func filesystem(_ fixture: [String: Any], vm: String, volume: String) -> [String: Any]? {
+        guard let group = (fixture["expected"] as? [String: Any])?[vm] as? [String: Any] else { return nil }
+        let all = [group["filesystem"]].compactMap { $0 as? [String: Any] } + (group["other_filesystems"] as? [[String: Any]] ?? [])
+        return all.first { $0["volume"] as? String == volume }
+    }
+
+    /// Compares an extracted tree with a manifest filesystem listing (made
+    /// from the tree mke2fs was given): every path present with its type,
+    /// size, content (sha256sum), permission bits, symlink target and
+    /// mtime; hard-link groups share an inode; sparse files keep holes.
+    /// Paths in `skipping` must be absent. Returns what differs.
+    public static func filesystemMismatches(_ description: [String: Any], under root: URL, skipping: Set<String> = []) throws -> [String] {
+        var problems: [String] = []
+        let files = description["files"] as! [String: [String: Any]]
+        for (path, facts) in files.sorted(by: { $0.key < $1.key }) {
+            let url = root.appendingPathComponent(path)
+            var info = stat()
+            let present = lstat(url.path, &info) == 0
+            if skipping.contains(path) {
+                if present { problems.append("\(path): extracted, but it is damaged in the image") }
+                continue
+            }
+            guard present else { problems.append("\(path): missing"); continue }
+            let type = facts["type"] as! String
+            let kind = info.st_mode & S_IFMT
+            switch type {
+            case "dir": if kind != S_IFDIR { problems.append("\(path): not a directory") }
+            case "symlink":
+                let target = try? FileManager.default.destinationOfSymbolicLink(atPath: url.path)
+                if target != facts["target"] as? String { problems.append("\(path): symlink to \(target ?? "nothing")") }
+            default:
+                guard kind == S_IFREG else { problems.append("\(path): not a regular file"); continue }
+                if Int(info.st_size) != facts["size"] as? Int { problems.append("\(path): size \(info.st_size)") }
+                if try sha256(of: url) != facts["sha256"] as? String { problems.append("\(path): content") }
+                if facts["sparse"] as? Bool == true && Int(info.st_blocks) * 512 >= Int(info.st_size) { problems.append("\(path): holes lost") }
+                if let group = facts["hardlinks"] as? [String] {
+                    for other in group where other != path {
+                        var otherInfo = stat()
+                        if lstat(root.appendingPathComponent(other).path, &otherInfo) != 0 || otherInfo.st_ino != info.st_ino {
+                            problems.append("\(path): not hard-linked with \(other)")
+                        }
+                    }
+                }
+            }
+            if let mode = facts["mode"] as? String, type != "symlink", Int(info.st_mode & 0o777) != Int(mode, radix: 8)! & 0o777 {
+                problems.append("\(path): mode \(String(info.st_mode & 0o777, radix: 8)), expected \(mode)")
+            }
+            if type != "dir", let mtime = facts["mtime"] as? Int, info.st_mtim.tv_sec != mtime {
+                problems.append("\(path): mtime \(info.st_mtim.tv_sec), expected \(mtime)")
+            }
+        }
+        // Nothing but what the listing has (and mke2fs's lost+found).
+        let listed = Set(files.keys)
+        let enumerator = FileManager.default.enumerator(atPath: root.path)
+        while let relative = enumerator?.nextObject() as? String {
+            if relative == "lost+found" || relative.hasPrefix("lost+found/") { continue }
+            if !listed.contains(relative) { problems.append("\(relative): extracted, but not in the image's source") }
+        }
+        return problems
+    }
+}
