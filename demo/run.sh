@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Walks through the first steps of the Qubes emergency-restore procedure on a
-# bundled sample backup (a genuine version 3 backup made with GNU tar, openssl
-# and gzip; passphrase "qubes"), with the qb tools on PATH.
+# Walks through the Qubes emergency-restore procedure, step 1 to step 8, on
+# bundled sample backups (genuine version 3 and 4 backups made with GNU tar,
+# openssl, scrypt and gzip; passphrase "qubes"; in the last one the VM's
+# private.img is a real ext4 filesystem), with the qb tools on PATH.
 #
 # pipefail: a failing step anywhere in a pipeline must fail the whole
 # pipeline, or a tampered chunk could pass as a short but "successful" restore.
@@ -74,6 +75,23 @@ sha256sum by-hand/work/private.img restored/work/private.img
 
 step "8. the same restore as small-tool pipelines, printed, not run" "qb-restore --explain BACKUP work"
 qb-restore --explain --passphrase env:QB_DEMO_PASSPHRASE -C restored "$backup" work | sed -n '/vm3\/private.img →/,/^$/p'
+
+step "9. step 8 of the procedure, 'mount the private.img and access your data', without mount or root: a backup whose private.img is a real ext4 volume" \
+     "qb-restore -C fs BACKUP work; qb-fs -O fs/work/private.img /home/user/Documents/notes.txt"
+fsbackup=$here/Tests/Fixtures/v3-fs-gzip.qubes
+mkdir fs
+qb-restore -C fs --passphrase env:QB_DEMO_PASSPHRASE "$fsbackup" work
+qb-fs --info fs/work/private.img
+qb-fs -tv fs/work/private.img /home/user
+echo "--- /home/user/Documents/notes.txt, read out of the image:"
+qb-fs -O fs/work/private.img /home/user/Documents/notes.txt
+
+step "10. or all of it in one command: restore, then the files of each VM's private volume into DIR/VM/files/" \
+     "qb-restore --files --files-only -C one-step BACKUP work"
+mkdir one-step
+qb-restore --files --files-only -C one-step --passphrase env:QB_DEMO_PASSPHRASE "$fsbackup" work
+find one-step -path '*/home/user/*' | sort
+cmp one-step/work/files/home/user/Documents/notes.txt <(qb-fs -O fs/work/private.img /home/user/Documents/notes.txt) && echo "(the same bytes both ways)"
 
 step "a tampered header is refused" "qb-header --verify ... (one byte changed)"
 sed -i 's/gzip/bzip2/' backup-header
