@@ -63,6 +63,25 @@ import QBTestSupport
         }
     }
 
+    /// A template's root.img is a GPT disk: qb-fs finds the root filesystem
+    /// in partition 3 by itself.
+    @Test func aTemplateRootImageIsReadFromItsPartition() throws {
+        let file = "v4-fs-gzip.qubes"
+        let fixture = try Manifest.entry(file)
+        let description = try #require(Manifest.filesystem(fixture, vm: "tpl", volume: "root.img"))
+        #expect(description["partition"] as? Int == 3)
+        let dir = try ScratchDirectory()
+        let restored = try RestoreToolTests.restore(file, into: dir, vms: ["tpl"])
+        #expect(restored.status == 0, "\(restored.stderr)")
+        let image = dir.file("target/tpl/root.img").path
+        let r = try run("qb-fs", ["-x", "-C", dir.file("root").path, image])
+        #expect(r.status == 0, "\(r.stderr)")
+        let problems = try Manifest.filesystemMismatches(description, under: dir.file("root"))
+        #expect(problems.isEmpty, "\(problems)")
+        let info = try run("qb-fs", ["--info", image])
+        #expect(info.stdoutText.contains("filesystem: partition 3 at offset "), "\(info.stdoutText)")
+    }
+
     @Test func theExplainedScriptReadsTheFilesToo() throws {
         let file = "v4-fs-gzip.qubes"
         let fixture = try Manifest.entry(file)
