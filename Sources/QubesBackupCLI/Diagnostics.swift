@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import ArgumentParser
 import QubesBackup
 
 /// One-line messages on standard error: `qb-xxx: subject: what (hint)`.
@@ -86,5 +87,12 @@ public enum TargetDirectory {
             }
             prefix += "/"
         }
+    }
+}
+
+/// `--jobs`, as every tool that takes it checks it.
+public enum JobsOption {
+    public static func validate(_ jobs: Int) throws {
+        if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
     }
 }

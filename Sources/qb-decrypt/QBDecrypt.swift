@@ -67,6 +67,7 @@ struct QBDecrypt: QBCommand {
     var file: String?
 
     func validate() throws {
+        try JobsOption.validate(jobs)
         if scrypt && chunks { throw ValidationError("choose --scrypt or --chunks") }
         if chunks {
             if name != nil { throw ValidationError("--chunks takes each chunk's name from the stream; drop --name") }

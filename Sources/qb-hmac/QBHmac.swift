@@ -59,6 +59,7 @@ struct QBHmac: QBCommand {
     var file: String?
 
     func validate() throws {
+        try JobsOption.validate(jobs)
         if name != nil && verify == nil { throw ValidationError("--name only applies with --verify") }
         if check && verify != nil { throw ValidationError("choose --check or --verify") }
         if from != 0 && !check { throw ValidationError("--from goes with --check") }

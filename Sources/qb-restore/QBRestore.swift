@@ -58,7 +58,7 @@ struct QBRestore: QBCommand {
     @Flag(help: "With --list: JSON output.")
     var json = false
 
-    @Option(name: [.customShort("C"), .customLong("directory")], help: ArgumentHelp("Restore into this directory, which must exist (default: the current one).", valueName: "dir"))
+    @Option(name: [.customShort("C"), .customLong("directory")], help: ArgumentHelp("Restore into this directory, created when missing (default: the current one).", valueName: "dir"))
     var directory = "."
 
     @Option(name: .shortAndLong, help: ArgumentHelp("Chunks authenticated (v4: keys derived) at once (default: the number of CPUs). Each v4 derivation takes about 1 GiB.", valueName: "n"))
@@ -93,7 +93,7 @@ struct QBRestore: QBCommand {
         }
         if json && !list { throw ValidationError("--json goes with --list") }
         if list && (!vms.isEmpty || dom0Home) { throw ValidationError("--list takes no VM names and no --dom0-home") }
-        if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
+        try JobsOption.validate(jobs)
         if filesOnly && !files { throw ValidationError("--files-only goes with --files") }
         if files && (list || verifyOnly) { throw ValidationError("--files restores files: not with --list or --verify-only") }
         if maxSparseEntries < 1 { throw ValidationError("--max-sparse-entries must be at least 1") }
@@ -136,6 +136,9 @@ struct QBRestore: QBCommand {
         }
 
         if !verifyOnly {
+            // As `unzip -d` and `restic restore --target` do; the VMs'
+            // own directories below it must still be new.
+            try TargetDirectory.create(directory)
             for destination in selection.selected { try makeDirectory(destination.directoryName) }
         }
         var created = Set(selection.selected.map(\.directoryName))

@@ -120,4 +120,18 @@ import QBTestSupport
         let (ok, _) = try restore("v4-gzip.qubes", ["--max-sparse-entries", "1000"])
         #expect(ok.status == 0, "\(ok.stderr)")
     }
+
+    /// --jobs below 1 is a usage error in every tool that takes it, before
+    /// anything is read.
+    @Test(arguments: [
+        ("qb-hmac", ["--check", "-j", "0", "--passphrase", "pass:x"]),
+        ("qb-decrypt", ["--chunks", "--backup-id", "x", "-j", "0", "--passphrase", "pass:x"]),
+        ("qb-restore", ["-j", "0", "--passphrase", "pass:x", "-"]),
+    ])
+    func jobsMustBeAtLeastOne(tool: String, arguments: [String]) throws {
+        let r = try run(tool, arguments, stdin: Data("not read".utf8))
+        #expect(r.status == 2)
+        #expect(r.stderr.contains("--jobs must be at least 1"), "\(tool): \(r.stderr)")
+        #expect(r.stdout.isEmpty)
+    }
 }

@@ -76,6 +76,24 @@ import QBTestSupport
         #expect(wrong.stderr == "qb-restore: backup-header: hmac does not match (wrong passphrase or tampered backup)\n")
     }
 
+    /// -C DIR is created with its parents when missing, as unzip -d does.
+    @Test func aMissingTargetDirectoryIsCreated() throws {
+        let dir = try ScratchDirectory()
+        let r = try run("qb-restore", ["-C", "new/deeper", "--passphrase", "env:P", Repo.fixture("v4-gzip.qubes").path, "work"],
+                        environment: ["P": "qubes"], directory: dir.url)
+        #expect(r.status == 0, "\(r.stderr)")
+        let problems = try Manifest.mismatches(try Manifest.entry("v4-gzip.qubes"), under: dir.file("new/deeper")) { vm, subdir, path in
+            vm == "work" ? Manifest.restoredPlace(vm, subdir, path) : nil
+        }
+        #expect(problems.isEmpty, "\(problems)")
+        // A file in the way is still an error, naming it.
+        try Data().write(to: dir.file("plain"))
+        let blocked = try run("qb-restore", ["-C", "plain/sub", "--passphrase", "env:P", Repo.fixture("v4-gzip.qubes").path, "work"],
+                              environment: ["P": "qubes"], directory: dir.url)
+        #expect(blocked.status == 4)
+        #expect(blocked.stderr.contains("plain: cannot create directory: Not a directory"), "\(blocked.stderr)")
+    }
+
     @Test func restoresOnlyTheNamedVMs() throws {
         let dir = try ScratchDirectory()
         let r = try Self.restore("v4-gzip.qubes", into: dir, vms: ["work"], fromPipe: true)
