@@ -178,20 +178,31 @@ struct QBRestore: QBCommand {
         // as truncated; dom0's home is often not listed, so only warned about.
         let missing = selection.missing(among: restored.map(\.file))
         for name in missing where name == "dom0" { Diagnostics.warning("--dom0-home: the backup holds no dom0 home") }
-        if let name = missing.first(where: { $0 != "dom0" }) {
-            throw QBError(.truncated, "no files in the backup", subject: name,
-                          hint: selection.byDirectory ? "no such VM directory in the backup" : "qubes.xml lists it: the backup is truncated")
+        if selection.byDirectory, let name = missing.first(where: { $0 != "dom0" }) {
+            throw QBError(.truncated, "no files in the backup", subject: name, hint: "no such VM directory in the backup")
         }
+        // A cut inside a VM's files, or before dom0's home, leaves no broken
+        // chunk: what qubes.xml says each VM brings is what tells.
+        var incomplete: [String] = []
+        if let vmList {
+            let checked = verifyOnly ? vmList : selection.selected.map(\.vm)
+            incomplete = BackupCompleteness.missing(vms: checked, files: restored.map(\.file))
+            if (verifyOnly || dom0Home) && BackupCompleteness.lacksDom0Home(vms: vmList, files: restored.map(\.file)) {
+                incomplete.append("truncated backup: qubes.xml says dom0's home was backed up, but no dom0-home/ file came")
+            }
+        }
+        for line in incomplete { Diagnostics.error(line) }
         if restored.isEmpty {
             throw QBError(.truncated, "no files after the header and qubes.xml", subject: backup == "-" ? "standard input" : backup,
                           hint: "the backup is truncated")
         }
-        if verifyOnly {
+        if verifyOnly && incomplete.isEmpty {
             try Output.line("\(backup == "-" ? "standard input" : backup): OK (\(restored.count) files authenticated and read to their end)")
         }
         if files && extractFiles(selection: selection, finished: report.finished) > 0 {
             throw ExitWith(.badInput)
         }
+        if !incomplete.isEmpty { throw ExitWith(.badInput) }
     }
 
     /// Step 8 for every selected VM whose private.img was restored whole:

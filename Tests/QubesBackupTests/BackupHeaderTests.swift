@@ -169,7 +169,28 @@ private func parse(_ text: String) throws(QBError) -> BackupHeader {
         #expect(vms3[0].subdir == "dom0-home/")
         // Without volume-config the class says which images there are.
         #expect(vms3.map(\.volumes.count) == [0, 1, 0])
-        #expect(vms2.map { $0.volumes.map(\.name) } == [[], ["private", "root"], ["private"]])
+        // R3 stores a template as its whole directory: no image of its own.
+        #expect(vms2.map { $0.volumes.map(\.name) } == [[], [], ["private"]])
+    }
+
+    /// What each VM must bring, against what came: a VM cut between its
+    /// images, one with no file at all, dom0's home when qubes.xml lists it.
+    @Test func completenessNamesWhatIsMissing() {
+        func vm(_ name: String, _ vmClass: String, _ subdir: String, _ volumes: [String]) -> VMEntry {
+            VMEntry(name: name, vmClass: vmClass, subdir: subdir, size: nil, template: nil, label: nil, included: true,
+                    volumes: volumes.map { VMVolume(name: $0) })
+        }
+        let vms = [vm("dom0", "AdminVM", "dom0-home/", []), vm("tpl", "TemplateVM", "vm2/", ["root", "private"]),
+                   vm("work", "AppVM", "vm3/", ["private"]), vm("late", "AppVM", "vm4/", ["private"])]
+        let files = ["vm2/root.img", "vm3/private.img", "vm3/firewall.xml"]
+        #expect(BackupCompleteness.missing(vms: vms, files: files) == [
+            "truncated backup: VM 'tpl' (vm2/) has no private.img",
+            "truncated backup: VM 'late' (vm4/) has no files, though qubes.xml lists it",
+        ])
+        #expect(BackupCompleteness.missing(vms: vms, files: files + ["vm2/private.img", "vm4/private.img"]).isEmpty)
+        #expect(BackupCompleteness.lacksDom0Home(vms: vms, files: files))
+        #expect(!BackupCompleteness.lacksDom0Home(vms: vms, files: files + ["dom0-home/user"]))
+        #expect(!BackupCompleteness.lacksDom0Home(vms: Array(vms.dropFirst()), files: files))
     }
 
     /// R4 lists the volumes it saves on stop, with their sizes: those, and

@@ -65,13 +65,27 @@ public enum QubesXML {
                 template: vmClass == "AppVM" ? templateQID.flatMap { nameByQID[$0] } : nil,
                 label: e.attribute("label") ?? "red",
                 included: included,
-                volumes: included ? volumesByClass(vmClass) : [])
+                volumes: included ? core2Volumes(vmClass) : [])
         }
     }
 
-    /// Without volume-config: every VM but dom0 brings private.img; a
-    /// template or a standalone VM (whose root is its own) root.img too.
-    static func volumesByClass(_ vmClass: String) -> [VMVolume] {
+    /// What the R3 writer (qubes-core-admin release3, core/backup.py,
+    /// backup_prepare) stores as files of their own: private.img for every
+    /// VM, root.img too for an updateable one that is not a template (a
+    /// standalone VM). A template goes as its whole directory in one
+    /// archive, so no image is a file of its own there.
+    static func core2Volumes(_ vmClass: String) -> [VMVolume] {
+        switch vmClass {
+        case "AdminVM", "TemplateVM": return []
+        case "StandaloneVM": return [VMVolume(name: "private"), VMVolume(name: "root")]
+        default: return [VMVolume(name: "private")]
+        }
+    }
+
+    /// R4 without volume-config (older or hand-made files): what R4 saves
+    /// on stop by default, private for every VM, root too for a template or
+    /// a standalone VM, whose root is its own.
+    static func core3DefaultVolumes(_ vmClass: String) -> [VMVolume] {
         switch vmClass {
         case "AdminVM": return []
         case "TemplateVM", "StandaloneVM": return [VMVolume(name: "private"), VMVolume(name: "root")]
@@ -109,7 +123,7 @@ public enum QubesXML {
                     volumes.append(VMVolume(name: name, size: v.attribute("size").flatMap { Int64($0) }))
                 }
             } else {
-                volumes = volumesByClass(vmClass)
+                volumes = core3DefaultVolumes(vmClass)
             }
             return VMEntry(
                 name: properties["name"] ?? (vmClass == "AdminVM" ? "dom0" : ""),
