@@ -15,8 +15,10 @@ import QBTestSupport
 /// status 2 and a "Usage:" line; past the parser, the tool can only fail on
 /// the missing files and input (3, 4), or with status 2 for a passphrase it
 /// cannot ask for. Anything else — an unknown option, a missing value, a
-/// validation error, a hang — fails the test, and so does a compression
-/// filter's name given as qb-decompress's FILE argument.
+/// validation error, a hang — fails the test, and so do a compression
+/// filter's name given as qb-decompress's FILE argument, a `...` standing
+/// for options, and a qb-hmac without --check piped into a next stage (it
+/// writes a verdict, not the chunks' bytes).
 @Suite struct ExampleTests {
     static let tools = ["qb-hmac", "qb-header", "qb-decompress", "qb-decrypt", "qb-untar", "qb-restore", "qb-fs"]
     static let pages = tools.map { "man/\($0).1" } + ["man/qubes-backup.5"]
