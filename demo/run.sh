@@ -33,19 +33,19 @@ qb-header --verify backup-header.hmac --passphrase env:QB_DEMO_PASSPHRASE --shel
 eval "$(qb-header --verify backup-header.hmac --passphrase env:QB_DEMO_PASSPHRASE --shell backup-header)"
 
 step "4. authenticate qubes.xml's chunk, then decrypt and decompress it" \
-     "qb-hmac --verify qubes.xml.000.hmac ... && qb-decrypt -c $QB_CRYPTO_ALGORITHM ... < qubes.xml.000 | qb-decompress -f $QB_COMPRESSION_FILTER | tar -xO"
+     "qb-hmac --verify qubes.xml.000.hmac ... && qb-decrypt -c $QB_CRYPTO_ALGORITHM ... < qubes.xml.000 | qb-decompress -f $QB_COMPRESSION_FILTER | qb-untar -O qubes.xml"
 qb-hmac --verify qubes.xml.000.hmac --passphrase env:QB_DEMO_PASSPHRASE qubes.xml.000
 # qb-decrypt derives the key with MD5, as Qubes R2/R3 did (OpenSSL 3 needs -md MD5).
 qb-decrypt -c "$QB_CRYPTO_ALGORITHM" --passphrase env:QB_DEMO_PASSPHRASE < qubes.xml.000 \
-    | qb-decompress -f "$QB_COMPRESSION_FILTER" | tar -xO qubes.xml > qubes.xml
+    | qb-decompress -f "$QB_COMPRESSION_FILTER" | qb-untar -O qubes.xml > qubes.xml
 
 step "4b. the same for a version 4 backup: the header's scrypt copy, then qubes.xml bound to the backup-id" \
-     "qb-decrypt --scrypt --backup-id ID --name qubes.xml.000 ... | qb-decompress | tar -xO"
+     "qb-decrypt --scrypt --backup-id ID --name qubes.xml.000 ... | qb-decompress -f gzip | qb-untar -O qubes.xml | qb-header --vms"
 mkdir v4 && qb-untar -i -x -C v4 -f "$here/Tests/Fixtures/v4-gzip.qubes" backup-header backup-header.hmac qubes.xml.000.enc
 id=$(qb-header --verify v4/backup-header.hmac --passphrase env:QB_DEMO_PASSPHRASE --get backup-id v4/backup-header)
 echo "backup-id $id"
 qb-decrypt --scrypt --backup-id "$id" --name qubes.xml.000 --passphrase env:QB_DEMO_PASSPHRASE v4/qubes.xml.000.enc \
-    | qb-decompress -f gzip | tar -xO qubes.xml | qb-header --vms
+    | qb-decompress -f gzip | qb-untar -O qubes.xml | qb-header --vms
 
 step "5. find the VMs in the backup" "qb-header --vms qubes.xml"
 qb-header --vms qubes.xml

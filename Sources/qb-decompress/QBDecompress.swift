@@ -17,9 +17,12 @@ struct QBDecompress: QBCommand {
         The stream must end exactly where its format ends: a truncated stream, trailing \
         garbage, a bad checksum, or magic bytes that do not match FILTER exit with status 3.
 
-        In the restore pipeline it sits after authentication and decryption (v3 example):
+        Examples:
+          qb-decompress -f xz vm1-private.img.tar.xz > vm1-private.img.tar
+          # v3: after authentication and decryption, before the inner archive
           set -o pipefail
-          qb-untar --cat 'vm1/private.img.*' backup | qb-hmac ... | qb-decrypt ... \\
+          qb-untar -i --tar 'vm1/private.img.[0-9]*' < backup.qubes \\
+            | qb-hmac --check --passphrase env:P | qb-decrypt --passphrase env:P \\
             | qb-decompress -f gzip | qb-untar -x -C restored
         """
     )

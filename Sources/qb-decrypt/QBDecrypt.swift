@@ -21,14 +21,17 @@ struct QBDecrypt: QBCommand {
         --backup-id and --name, NAME!PASS with --name only, PASS with neither. The whole \
         envelope is authenticated before a single byte is written (unlike `scrypt dec`).
 
-        Step 5 of the v3 procedure, once the chunks are authenticated:
-          cat vm3/private.img.0?? | qb-decrypt --passphrase env:P | qb-decompress -f gzip | tar -x
-        A v4 file, all its chunks in one stream (keys derived in parallel):
-          qb-untar -i --tar 'vm3/private.img.*' < BACKUP \\
-            | qb-decrypt --chunks --header backup-header --passphrase env:P | qb-decompress -f gzip | qb-untar -x
-        One v4 chunk:
-          qb-decrypt --scrypt --backup-id "$QB_BACKUP_ID" --name vm3/private.img.000 \\
-              --passphrase env:P vm3/private.img.000.enc
+        Examples:
+          # v3, step 5, once the chunks are authenticated
+          cat vm3/private.img.0?? | qb-decrypt --passphrase env:P \\
+            | qb-decompress -f gzip | tar -x
+          # a v4 file, all its chunks in one stream (keys derived in parallel)
+          qb-untar -i --tar 'vm3/private.img.*' < backup.qubes \\
+            | qb-decrypt --chunks --header backup-header --passphrase env:P \\
+            | qb-decompress -f gzip | qb-untar -x
+          # one v4 chunk
+          qb-decrypt --scrypt --backup-id "$QB_BACKUP_ID" \\
+            --name vm3/private.img.000 --passphrase env:P vm3/private.img.000.enc
         """)
 
     @Option(name: .shortAndLong, help: ArgumentHelp("openssl enc cipher (the header's crypto-algorithm).", valueName: "cipher"))

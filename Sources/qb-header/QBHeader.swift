@@ -10,14 +10,19 @@ struct QBHeader: QBCommand {
         discussion: """
         Parses backup-header exactly as strictly as Qubes' restore: ASCII, key=value, \
         Qubes' character set, no duplicate keys, version 2-4, required fields, and a \
-        compression-filter from the allow-list (gzip, bzip2, xz, lzma, pigz, pbzip2, zstd, \
-        zstdmt) — anything else is refused, never run (Qubes Security Bulletin 51).
+        compression-filter from the allow-list (\(CompressionFilter.allowList)) — anything \
+        else is refused, never run (Qubes Security Bulletin 51).
 
         With --verify, nothing is printed unless the header is authentic.
 
-        Steps 2-3 of the emergency restore, then "find the VM":
-          qb-header --verify backup-header.hmac --shell backup-header
-          qb-header --vms qubes.xml
+        Examples:
+          # steps 2-3 of the emergency restore: authenticate and read the header
+          eval "$(qb-header --verify backup-header.hmac --passphrase env:P \\
+            --shell backup-header)"
+          # step 5, find the VM: qubes.xml of a v3 backup, once authenticated
+          qb-decrypt --passphrase env:P < qubes.xml.000 \\
+            | qb-decompress -f "$QB_COMPRESSION_FILTER" | qb-untar -O qubes.xml \\
+            | qb-header --vms
         """)
 
     @Option(help: ArgumentHelp("Authenticate the header with this .hmac file (text or v4 scrypt envelope) first.", valueName: "hmacfile"))

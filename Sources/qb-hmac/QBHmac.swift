@@ -23,13 +23,15 @@ struct QBHmac: QBCommand {
         and an .hmac without its chunk are refused (exit 3); a mismatch exits 1. \
         Nothing unverified is ever written: at most one chunk per job is held in memory.
 
-        Step 2 of the emergency restore (authenticate the header):
-          qb-untar -i -x -f BACKUP backup-header backup-header.hmac
-          qb-hmac --verify backup-header.hmac backup-header
-        Steps 4 to 7 for one v3 file, streaming:
+        Examples:
+          # step 2 of the emergency restore: authenticate the header
+          qb-untar -i -x -f backup.qubes backup-header backup-header.hmac
+          qb-hmac --verify backup-header.hmac --passphrase env:P backup-header
+          # steps 4 to 7 for one v3 file, streaming
           set -o pipefail
-          qb-untar -i --tar 'vm3/private.img.[0-9]*' < BACKUP | qb-hmac --check --passphrase env:P \
-            | qb-decrypt --passphrase env:P | qb-decompress -f gzip | qb-untar -x -C restored
+          qb-untar -i --tar 'vm3/private.img.[0-9]*' < backup.qubes \\
+            | qb-hmac --check --passphrase env:P | qb-decrypt --passphrase env:P \\
+            | qb-decompress -f gzip | qb-untar -x -C restored
         """)
 
     @Option(name: .shortAndLong, help: ArgumentHelp("Digest: sha512 (default), sha256, sha1, md5, or any digest OpenSSL knows. With --verify, the default tries the digests Qubes used.", valueName: "digest"))

@@ -31,7 +31,8 @@ struct QBRestore: QBCommand {
         Examples:
           qb-restore --list backup.qubes
           qb-restore -C restored --passphrase env:P backup.qubes work vault
-          ssh nas cat backup.qubes | qb-restore --passphrase file:pass.txt -C restored - work
+          ssh nas cat backup.qubes \\
+            | qb-restore --passphrase file:pass.txt -C restored - work
           qb-restore --verify-only --passphrase env:P backup.qubes
           qb-restore --explain --passphrase env:P backup.qubes work > restore-work.sh
           qb-restore --files -C restored --passphrase env:P backup.qubes work

@@ -13,8 +13,10 @@ struct QBUntar: QBCommand {
         discussion: """
         qb-untar reads GNU, PAX, ustar and v7 archives (sparse files of every GNU \
         flavour, long names, multi-volume sets) and refuses anything that ends \
-        early: an archive is complete only after its end-of-archive zero blocks, \
-        otherwise the exit status is 3 ("truncated archive").
+        early: an archive is complete only when an all-zero block ends it, \
+        followed by nothing but zeros to the end of the input (normally the \
+        second zero block and the record's padding, but one zero block is \
+        enough); otherwise the exit status is 3 ("truncated archive").
 
         A Qubes backup file is a concatenation of small tar archives: read it \
         with -i. Select members with PATTERN arguments: an exact name, a \
@@ -30,10 +32,12 @@ struct QBUntar: QBCommand {
 
         Examples:
           qb-untar -i -t -f backup.qubes
-          qb-untar -x --within vm3/private.img --strip-components 1 -C restored/work < inner.tar
+          qb-untar -x --within vm3/private.img --strip-components 1 \\
+            -C restored/work < inner.tar
           set -o pipefail
-          qb-untar -i --tar 'vm3/private.img.*' < backup.qubes | qb-hmac ... \\
-            | qb-decrypt ... | qb-decompress gzip | qb-untar -x -C restored
+          qb-untar -i --tar 'vm3/private.img.[0-9]*' < backup.qubes \\
+            | qb-hmac --check --passphrase env:P | qb-decrypt --passphrase env:P \\
+            | qb-decompress -f gzip | qb-untar -x -C restored
         """)
 
     @Flag(name: [.customShort("t"), .customLong("list")], help: "List the members' names (with -v, like tar -tv).")
