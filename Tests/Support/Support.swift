@@ -81,6 +81,12 @@ public func shell(_ script: String, environment: [String: String] = [:], directo
     return try run("/bin/bash", ["-o", "pipefail", "-c", script], environment: env, directory: directory)
 }
 
+/// `shell` with `set -e` as well as pipefail: a script fails at its first
+/// failing command, not only when its last one fails.
+public func strictShell(_ script: String, environment: [String: String] = [:], directory: URL? = nil) throws -> RunResult {
+    try shell("set -e\n" + script, environment: environment, directory: directory)
+}
+
 /// A fresh directory removed when the value goes away.
 public final class ScratchDirectory: @unchecked Sendable {
     public let url: URL
