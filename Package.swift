@@ -23,7 +23,8 @@ let package = Package(
         .executable(name: "qb-fs", targets: ["qb-fs"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // 1.7.1: `_errorPrefix`, through which ToolMain names the tool in parser errors.
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.7.1"),
     ],
     targets: [
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
@@ -68,7 +69,7 @@ let package = Package(
         // Runs the built executables; depending on them makes `swift test` build them.
         .testTarget(
             name: "CLITests",
-            dependencies: ["QBTestSupport", "qb-hmac", "qb-header", "qb-decompress", "qb-decrypt", "qb-untar", "qb-restore", "qb-fs"]
+            dependencies: ["QBTestSupport", "QubesBackupCLI", "qb-hmac", "qb-header", "qb-decompress", "qb-decrypt", "qb-untar", "qb-restore", "qb-fs"]
         ),
     ]
 )

@@ -1,3 +1,4 @@
+import ArgumentParser
 import QubesBackup
 
 /// The exit codes of every qb tool — the only place they are defined. Each man
@@ -11,7 +12,8 @@ public enum ExitStatus: Int32, Sendable {
     case usage = 2
     /// Malformed, truncated, unsupported or unsafe input, or over a limit.
     case badInput = 3
-    /// An I/O or system error.
+    /// An I/O or system error, a failure of the crypto library, a stage
+    /// cancelled by another's failure, or an internal error.
     case system = 4
 
     public init(_ kind: QBError.Kind) {
@@ -20,6 +22,31 @@ public enum ExitStatus: Int32, Sendable {
         case .usage: self = .usage
         case .malformed, .truncated, .unsupported, .unsafe, .limitExceeded: self = .badInput
         case .io: self = .system
+        // 4, not a new code: the documented codes are 0–4 and scripts rely on
+        // 3 meaning "the input is bad". OpenSSL refusing an allocation or an
+        // initialisation says nothing about the input; it is the system
+        // failing, as ENOMEM would be.
+        case .cryptoLibrary: self = .system
+        // 4: a stage cancelled because another failed reports the other's
+        // error when it has one; when it surfaces alone nothing is known
+        // about the input, only that processing stopped (as EPIPE would).
+        case .cancelled: self = .system
+        // 4: a bug says nothing about the input either, and these errors
+        // were I/O errors with errno 0, status 4, before they had a kind of their own.
+        case .internalError: self = .system
+        }
+    }
+}
+
+extension ExitStatus {
+    /// The status for an error swift-argument-parser classified: a command
+    /// line it refused (EX_USAGE, 64) is a usage error; `.failure` (1), which
+    /// it gives any other error thrown from `run()`, is bad input, as before.
+    init(parserExit code: ExitCode) {
+        switch code {
+        case .validationFailure: self = .usage
+        case .failure: self = .badInput
+        default: self = .usage
         }
     }
 }

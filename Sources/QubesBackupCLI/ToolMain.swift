@@ -16,6 +16,11 @@ public struct ExitWith: Error {
 }
 
 extension QBCommand {
+    /// What swift-argument-parser writes before an error's message in place
+    /// of its `Error: `, so its text reads `qb-xxx: message` like every other
+    /// error of the tools, with no rewriting of that text afterwards.
+    public static var _errorPrefix: String { Diagnostics.toolName + ": " }
+
     public static func main() {
         SignalCleanup.install()
         let status: ExitStatus
@@ -31,15 +36,20 @@ extension QBCommand {
         } catch let error as ExitWith {
             status = error.status
         } catch {
+            // Everything else comes from swift-argument-parser (a bad option,
+            // a missing value, --help, --version); its own classification
+            // decides, not its text.
             let code = exitCode(for: error)
             if code == .success {
                 // --help, --version: their text is the output.
                 print(fullMessage(for: error))
                 status = .success
             } else {
+                // Starts `qb-xxx: ` through `errorPrefix` below; empty for a
+                // bare `ExitCode`, which has nothing to say.
                 let message = fullMessage(for: error)
-                if !message.isEmpty { Diagnostics.printLine(message.hasPrefix("Error: ") ? Diagnostics.toolName + ": " + message.dropFirst(7) : message) }
-                status = code == .validationFailure || code.rawValue == 64 ? .usage : (code == .failure ? .badInput : .usage)
+                if !message.isEmpty { Diagnostics.printLine(message) }
+                status = ExitStatus(parserExit: code)
             }
         }
         Glibc.exit(status.rawValue)

@@ -4,10 +4,14 @@ import QBTestSupport
 
 /// A stage of a running restore killed mid-stream: the pipeline fails under
 /// pipefail, the member is named, and no complete-looking file remains.
-/// The backup is fed in two parts with a pause between, and the stage is
-/// killed during the pause, once the extractor has started the image (its
-/// temporary file exists), so bytes have flowed through every stage; the
-/// rest is fed after the kill.
+/// The backup is fed in two parts: the feeder writes the first, then blocks
+/// on a FIFO until the stage has been killed and is gone, so bytes have
+/// flowed through every stage and the rest arrives only after the kill.
+/// The moment of the kill is an event, not a time: in a small-tool pipeline,
+/// a tap in front of the extractor has passed on its first 512 bytes (it
+/// says so through a FIFO); for qb-restore, its temporary image file exists
+/// (it cannot finish that image before the rest is fed). Load or a
+/// sanitizer can only slow these steps down, not reorder them.
 /// (A byte flipped in chunk k of n: RestoreToolTests.)
 @Suite(.serialized) struct FailurePropagationTests {
     /// Where the feeder pauses: after the second chunk of vm9/private.img
@@ -21,29 +25,71 @@ import QBTestSupport
         return members[i].dataEnd
     }
 
+    /// When the victim is killed.
+    enum Moment {
+        /// Once the pipeline's `tap` (placed before the extractor) has
+        /// passed on 512 bytes.
+        case streamed
+        /// Once a `.qb-tmp-*` file exists under this directory.
+        case temporaryFile(String)
+    }
+
     /// Runs `pipeline` (which reads the backup from `feed`), and kills the
-    /// process whose pid is in `victim.pid` with `signal` once a `.qb-tmp-*`
-    /// file appears under `watch`. Returns the result and whether the kill
-    /// happened mid-stream.
-    func runAndKill(_ pipeline: String, fixture: String, pause: Int, watch: String, signal: String,
+    /// process whose pid is in `victim.pid` with `signal` at `moment`, then
+    /// feeds the rest once that process is gone. `killed` says `mid-stream`
+    /// when the kill happened so, `never` when the moment did not come.
+    func runAndKill(_ pipeline: String, fixture: String, pause: Int, moment: Moment, signal: String,
                     environment: [String: String]) throws -> (RunResult, ScratchDirectory) {
         let dir = try ScratchDirectory()
+        let wait: String
+        switch moment {
+        case .streamed:
+            // Read-write opens never block on a FIFO: neither side can hang
+            // on the other's absence; the 120 s only ends a broken run.
+            wait = """
+                  exec 4<>flowed
+                  read -t 120 -r what <&4 || what=never
+                """
+        case .temporaryFile(let watch):
+            // A state polled for, not a time waited: the image cannot be
+            // finished before the rest of the backup is fed. The cap only
+            // ends a broken run.
+            wait = """
+                  what=never
+                  for i in $(seq 1 12000); do
+                    if [ -s victim.pid ] && find \(watch) -name '.qb-tmp-*' 2>/dev/null | grep -q .; then what=flowed; break; fi
+                    if [ -s victim.pid ] && ! kill -0 "$(cat victim.pid)" 2>/dev/null; then break; fi
+                    sleep 0.01
+                  done
+                """
+        }
         let script = """
+            mkfifo flowed resume
             feed() {
+              exec 3<>resume
               head -c \(pause) '\(Repo.fixture(fixture).path)'
-              until [ -s killed ]; do sleep 0.05; done; sleep 0.5
+              read -r _ <&3
               tail -c +\(pause + 1) '\(Repo.fixture(fixture).path)'
             }
-            killer() {
-              for i in $(seq 1 200); do
-                if [ -s victim.pid ] && find \(watch) -name '.qb-tmp-*' 2>/dev/null | grep -q .; then
-                  echo mid-stream > killed; kill -\(signal) "$(cat victim.pid)"; return
-                fi
-                sleep 0.05
-              done
-              echo never > killed
+            tap() {
+              dd bs=512 count=1 iflag=fullblock 2> tap.log
+              if grep -q '^1+0 records in' tap.log; then echo flowed 1<>flowed; else echo never 1<>flowed; fi
+              exec cat
             }
-            mkdir -p \(watch)
+            killer() {
+            \(wait)
+              if [ "$what" = flowed ]; then
+                pid=$(cat victim.pid)
+                kill -\(signal) "$pid"
+                # Gone (and reaped by the shell running the pipeline) before the rest is fed.
+                while kill -0 "$pid" 2>/dev/null; do sleep 0.01; done
+                echo mid-stream > killed
+              else
+                echo never > killed
+              fi
+              echo go 1<>resume
+            }
+            mkdir -p out target
             killer &
             \(pipeline)
             status=$?
@@ -75,9 +121,9 @@ import QBTestSupport
         let pipeline = """
             feed | qb-untar -i --tar 'vm9/private.img.[0-9]*' \
               | \(stageCommand("qb-hmac")) | \(stageCommand("qb-decrypt")) | \(stageCommand("qb-decompress")) \
-              | qb-untar -x --within vm9/private.img --strip-components 1 -C out
+              | tap | qb-untar -x --within vm9/private.img --strip-components 1 -C out
             """
-        let (r, dir) = try runAndKill(pipeline, fixture: file, pause: pause, watch: "out", signal: "KILL", environment: ["P": "qubes"])
+        let (r, dir) = try runAndKill(pipeline, fixture: file, pause: pause, moment: .streamed, signal: "KILL", environment: ["P": "qubes"])
         #expect((try? String(contentsOf: dir.file("killed"), encoding: .utf8)) == "mid-stream\n", "the kill did not land mid-stream: \(r.stderr)")
         #expect(r.status != 0, "\(stage) killed, yet the pipeline succeeded")
         // The extractor reports the member it was writing when its input ended.
@@ -94,9 +140,9 @@ import QBTestSupport
         let pipeline = """
             feed | qb-untar -i --tar 'vm9/private.img.[0-9]*' \
               | sh -c 'echo $$ > victim.pid; exec qb-decrypt --chunks -j 1 --backup-id "$ID" --passphrase env:P' \
-              | qb-decompress -f gzip | qb-untar -x --within vm9/private.img --strip-components 1 -C out
+              | qb-decompress -f gzip | tap | qb-untar -x --within vm9/private.img --strip-components 1 -C out
             """
-        let (r, dir) = try runAndKill(pipeline, fixture: file, pause: pause, watch: "out", signal: "KILL",
+        let (r, dir) = try runAndKill(pipeline, fixture: file, pause: pause, moment: .streamed, signal: "KILL",
                                       environment: ["P": fixture["passphrase"] as! String, "ID": fixture["backup_id"] as! String])
         #expect((try? String(contentsOf: dir.file("killed"), encoding: .utf8)) == "mid-stream\n", "\(r.stderr)")
         #expect(r.status != 0)
@@ -114,7 +160,7 @@ import QBTestSupport
         let pipeline = """
             feed | { echo $BASHPID > victim.pid; exec qb-restore -j 1 --dom0-home --passphrase env:P -C target -; }
             """
-        let (r, dir) = try runAndKill(pipeline, fixture: file, pause: pause, watch: "target", signal: signal, environment: ["P": "qubes"])
+        let (r, dir) = try runAndKill(pipeline, fixture: file, pause: pause, moment: .temporaryFile("target"), signal: signal, environment: ["P": "qubes"])
         #expect((try? String(contentsOf: dir.file("killed"), encoding: .utf8)) == "mid-stream\n", "\(r.stderr)")
         let number = ["HUP": 1, "INT": 2, "TERM": 15][signal]!
         #expect(r.status == Int32(128 + number), "\(r.status): \(r.stderr)")

@@ -5,14 +5,18 @@ import QBTestSupport
 /// Every valid v3 and v4 fixture restored with the small tools only, one
 /// documented pipeline per backed-up file, must match the manifest byte for byte.
 @Suite struct RestorePipelineTests {
-    static func fixtures() -> [[String: Any]] {
-        let all = (try? Manifest.json()["fixtures"] as? [[String: Any]]) ?? []
-        return all.filter { $0["valid"] as? Bool == true && ($0["version"] as? Int ?? 0) >= 3 }
+    static let files = Manifest.files { $0.valid && ($0.version ?? 0) >= 3 }
+
+    /// One case per valid v3 and v4 fixture: none when the manifest does not
+    /// load, which must fail, not pass.
+    @Test func hasItsCases() throws {
+        _ = try Manifest.loaded.get()
+        #expect(Self.files.count >= 10, "\(Self.files)")
     }
 
-    @Test(arguments: fixtures().map { $0["file"] as! String })
+    @Test(arguments: files)
     func restoresLikeTheManifest(file: String) throws {
-        let fixture = Self.fixtures().first { $0["file"] as? String == file }!
+        let fixture = try Manifest.entry(file)
         let version = fixture["version"] as! Int
         let encrypted = fixture["encrypted"] as? Bool ?? true
         let filter = fixture["compression"] as? String

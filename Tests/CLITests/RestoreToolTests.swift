@@ -6,7 +6,14 @@ import QBTestSupport
 /// file and from a pipe), `--explain`'s script gives the same bytes, tampered
 /// ones are refused at their layer with nothing complete-looking left.
 @Suite struct RestoreToolTests {
-    static let valid: [String] = ((try? Manifest.load().fixtures) ?? []).filter(\.valid).map(\.file)
+    static let valid: [String] = Manifest.files { $0.valid }
+
+    /// The parameterized tests below run one case per valid fixture: none
+    /// when the manifest does not load, which must fail, not pass.
+    @Test func hasItsCases() throws {
+        _ = try Manifest.loaded.get()
+        #expect(Self.valid.count >= 11, "\(Self.valid)")
+    }
 
     static func restore(_ file: String, into dir: ScratchDirectory, extra: [String] = [], vms: [String] = [], fromPipe: Bool = false,
                         passphrase: String? = nil) throws -> RunResult {

@@ -9,7 +9,14 @@ import QBTestSupport
 /// nothing under a final name that is not complete. (Every boundary of every
 /// fixture is swept in process by TruncationSweepTests.)
 @Suite struct TruncationCLITests {
-    static let valid: [String] = ((try? Manifest.load().fixtures) ?? []).filter(\.valid).map(\.file)
+    static let valid: [String] = Manifest.files { $0.valid }
+
+    /// The parameterized tests below run one case per valid fixture: none
+    /// when the manifest does not load, which must fail, not pass.
+    @Test func hasItsCases() throws {
+        _ = try Manifest.loaded.get()
+        #expect(Self.valid.count >= 11, "\(Self.valid)")
+    }
 
     /// One outer member: its name and the byte ranges of header and data.
     struct Member { var name: String; var header: Int; var dataEnd: Int }

@@ -16,8 +16,17 @@ import Testing
             try channel!.write(bytes.span.bytes)
             Issue.record("a write after the reader stopped was accepted")
         } catch {
-            #expect(error.message == ByteChannel.readerStopped.message)
+            #expect(error.kind == .cancelled)
         }
         channel = nil
+    }
+
+    /// OpenSSL refusing an operation is its own kind, not an I/O error
+    /// without an errno, and carries OpenSSL's reason.
+    @Test func openSSLFailuresAreCryptoLibraryErrors() {
+        let error = QBError.openSSL("cannot initialise the cipher")
+        #expect(error.kind == .cryptoLibrary)
+        #expect(error.message.hasPrefix("cannot initialise the cipher"))
+        #expect(QBError.openSSL(.unsupported, "digest x cannot be used for an HMAC").kind == .unsupported)
     }
 }

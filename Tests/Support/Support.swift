@@ -81,6 +81,12 @@ public func shell(_ script: String, environment: [String: String] = [:], directo
     return try run("/bin/bash", ["-o", "pipefail", "-c", script], environment: env, directory: directory)
 }
 
+/// `shell` with `set -e` as well as pipefail: a script fails at its first
+/// failing command, not only when its last one fails.
+public func strictShell(_ script: String, environment: [String: String] = [:], directory: URL? = nil) throws -> RunResult {
+    try shell("set -e\n" + script, environment: environment, directory: directory)
+}
+
 /// A fresh directory removed when the value goes away.
 public final class ScratchDirectory: @unchecked Sendable {
     public let url: URL
@@ -122,8 +128,8 @@ public func sha256(of data: Data) throws -> String {
 }
 
 /// The fixtures' manifest.
-public struct Manifest: Decodable {
-    public struct Fixture: Decodable {
+public struct Manifest: Decodable, Sendable {
+    public struct Fixture: Decodable, Sendable {
         public var file: String
         public var valid: Bool
         public var version: Int?
@@ -140,6 +146,22 @@ public struct Manifest: Decodable {
 
     public static func load() throws -> Manifest {
         try JSONDecoder().decode(Manifest.self, from: Data(contentsOf: Repo.fixture("manifest.json")))
+    }
+
+    /// The manifest as loaded once for parameterized suites, whose argument
+    /// lists cannot throw: a failure to load is kept here, and
+    /// `ManifestTests.manifestLoads` fails on it, so it cannot pass as a
+    /// suite of zero cases.
+    public static let loaded: Result<Manifest, any Error> = Result { try load() }
+
+    /// The files of the fixtures that `include` keeps, for `@Test(arguments:)`;
+    /// empty only when the manifest does not load, which fails
+    /// `ManifestTests.manifestLoads` and each suite's own count check.
+    public static func files(where include: (Fixture) -> Bool) -> [String] {
+        switch loaded {
+        case .success(let manifest): return manifest.fixtures.filter(include).map(\.file)
+        case .failure: return []
+        }
     }
 
     /// The full JSON, for tests that need the nested `expected` trees.

@@ -21,6 +21,17 @@ public struct QBError: Error, Sendable, CustomStringConvertible {
         case io(Int32)
         /// Bad usage detected by the library (an unknown passphrase source kind).
         case usage
+        /// The crypto library (OpenSSL) refused an operation that valid input
+        /// cannot make fail: allocation, initialisation, an update step. Not
+        /// an I/O error: there is no `errno`.
+        case cryptoLibrary
+        /// A stage stopped because another one failed or stopped first (a
+        /// `ByteChannel` whose reader stopped, a restore unwound past a file):
+        /// the other stage's error is the one to report.
+        case cancelled
+        /// A bug or an impossible state (a job that never ran, a thread that
+        /// ended without a result).
+        case internalError
     }
 
     public var kind: Kind

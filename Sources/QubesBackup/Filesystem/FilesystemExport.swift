@@ -66,7 +66,10 @@ public final class FilesystemExport {
                     damaged(FileProblem(path: node.name, inode: node.inode.number, error: sourceFailure))
                     return false
                 }
-                if case .io = error.kind { throw error }
+                switch error.kind {
+                case .io, .cryptoLibrary, .cancelled, .internalError: throw error
+                default: break
+                }
                 damaged(FileProblem(path: node.name, inode: node.inode.number, error: error))
                 return false
             }

@@ -72,7 +72,7 @@ final class FilePipeline {
     /// unwound past it) must not leave its reader thread waiting forever.
     deinit {
         if let consumer {
-            channel.abort(QBError(.io(0), "restore stopped", subject: file))
+            channel.abort(QBError(.cancelled, "restore stopped", subject: file))
             _ = consumer.join()
         }
     }
@@ -112,7 +112,7 @@ final class FilePipeline {
         } catch {
             throw fail(Self.missingLastChunk(error, header: header) ?? error)
         }
-        guard let consumer else { throw QBError(.io(0), "file pipeline finished twice", subject: file) }
+        guard let consumer else { throw QBError(.internalError, "file pipeline finished twice", subject: file) }
         self.consumer = nil
         return try consumer.join().get()
     }
@@ -124,7 +124,7 @@ final class FilePipeline {
         guard let consumer else { return error }
         self.consumer = nil
         let inner = consumer.join()
-        if error.message == ByteChannel.readerStopped.message, case .failure(let innerError) = inner {
+        if error.kind == .cancelled, case .failure(let innerError) = inner {
             return innerError.about(file)
         }
         return error.about(file)

@@ -14,7 +14,7 @@ public final class InOrderJobs {
         // @unchecked: `result` is written once by the worker before `done`
         // is signalled and read only after waiting on it.
         let done = DispatchSemaphore(value: 0)
-        var result: Result<[UInt8], QBError> = .failure(QBError(.io(0), "job did not run"))
+        var result: Result<[UInt8], QBError> = .failure(QBError(.internalError, "job did not run"))
         private var work: (@Sendable () throws(QBError) -> [UInt8])?
 
         init(_ work: @escaping @Sendable () throws(QBError) -> [UInt8]) { self.work = work }

@@ -33,7 +33,7 @@ public final class ByteChannel: @unchecked Sendable {
 
     /// What a write throws once the reader has stopped; the reader's own
     /// error is the one to report.
-    public static let readerStopped = QBError(.io(0), "the reading side stopped")
+    public static let readerStopped = QBError(.cancelled, "the reading side stopped")
 
     private let state = Mutex(State())
     private let slots: DispatchSemaphore

@@ -37,7 +37,7 @@ public final class WorkerThread<Value: Sendable> {
             pthread_join(thread, nil)
             joined = true
         }
-        return cell.result ?? .failure(QBError(.io(0), "worker thread ended without a result"))
+        return cell.result ?? .failure(QBError(.internalError, "worker thread ended without a result"))
     }
 
     deinit { if !joined { pthread_join(thread, nil) } }

@@ -47,13 +47,13 @@ public final class HMACContext: ByteSink {
 
     public func write(_ bytes: RawSpan) throws(QBError) {
         let ok = bytes.withUnsafeBytes { update($0) }
-        if !ok { throw QBError.openSSL(.io(0), "HMAC update failed") }
+        if !ok { throw QBError.openSSL("HMAC update failed") }
     }
 
     /// Adds bytes held in an array, without copying them.
     public func write(_ bytes: ArraySlice<UInt8>) throws(QBError) {
         let ok = bytes.withUnsafeBytes { update($0) }
-        if !ok { throw QBError.openSSL(.io(0), "HMAC update failed") }
+        if !ok { throw QBError.openSSL("HMAC update failed") }
     }
 
     private func update(_ raw: UnsafeRawBufferPointer) -> Bool {
@@ -65,7 +65,7 @@ public final class HMACContext: ByteSink {
         var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
         var length = 0
         let ok = out.withUnsafeMutableBufferPointer { EVP_MAC_final(context, $0.baseAddress, &length, $0.count) }
-        if ok != 1 { throw QBError.openSSL(.io(0), "HMAC final failed") }
+        if ok != 1 { throw QBError.openSSL("HMAC final failed") }
         result = Array(out.prefix(length))
     }
 

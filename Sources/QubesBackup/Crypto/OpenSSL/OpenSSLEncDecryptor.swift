@@ -104,10 +104,10 @@ public final class OpenSSLEncDecryptor: ByteSink {
         let made = passphrase.bytes.withUnsafeBytes { pass in
             EVP_BytesToKey(cipher, digest, salt, pass.baseAddress?.assumingMemoryBound(to: UInt8.self), Int32(pass.count), 1, &key, &iv)
         }
-        guard made > 0, let ctx = EVP_CIPHER_CTX_new() else { throw QBError.openSSL(.io(0), "key derivation failed") }
+        guard made > 0, let ctx = EVP_CIPHER_CTX_new() else { throw QBError.openSSL("key derivation failed") }
         context = ctx
         guard EVP_DecryptInit_ex2(ctx, cipher, key, iv, nil) == 1 else {
-            throw QBError.openSSL(.io(0), "cannot initialise the cipher")
+            throw QBError.openSSL("cannot initialise the cipher")
         }
     }
 
@@ -122,7 +122,7 @@ public final class OpenSSLEncDecryptor: ByteSink {
                 return Int(length)
             }
         }
-        guard ok else { throw QBError.openSSL(.io(0), "decryption failed") }
+        guard ok else { throw QBError.openSSL("decryption failed") }
         try flush()
     }
 

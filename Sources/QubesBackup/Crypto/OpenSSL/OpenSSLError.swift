@@ -1,6 +1,12 @@
 internal import COpenSSL
 
 extension QBError {
+    /// OpenSSL refused an operation valid input cannot make fail: a
+    /// `.cryptoLibrary` error with OpenSSL's own reason.
+    static func openSSL(_ what: String, subject: String? = nil) -> QBError {
+        openSSL(.cryptoLibrary, what, subject: subject)
+    }
+
     /// The newest OpenSSL error-queue entry as text, and the queue cleared, so
     /// a failed call's own reason reaches the message.
     static func openSSL(_ kind: Kind, _ what: String, subject: String? = nil) -> QBError {

@@ -8,12 +8,12 @@ enum OpenSSLPrimitives {
     /// format uses it (a 128-bit big-endian counter from 0), on `range` of
     /// `bytes` in place: a 100 MiB chunk needs no second 100 MiB.
     static func aes256CTR(key: ArraySlice<UInt8>, inPlace bytes: inout [UInt8], range: Range<Int>) throws(QBError) {
-        guard let ctx = EVP_CIPHER_CTX_new() else { throw QBError.openSSL(.io(0), "cannot allocate a cipher context") }
+        guard let ctx = EVP_CIPHER_CTX_new() else { throw QBError.openSSL("cannot allocate a cipher context") }
         defer { EVP_CIPHER_CTX_free(ctx) }
         let iv = [UInt8](repeating: 0, count: 16)
         let keyBytes = Array(key)
         guard EVP_DecryptInit_ex(ctx, EVP_aes_256_ctr(), nil, keyBytes, iv) == 1 else {
-            throw QBError.openSSL(.io(0), "cannot initialise AES-256-CTR")
+            throw QBError.openSSL("cannot initialise AES-256-CTR")
         }
         // CTR works on any length; update in pieces under Int32.max, each
         // written over itself (OpenSSL allows exactly overlapping buffers).
@@ -28,7 +28,7 @@ enum OpenSSLPrimitives {
             }
             return true
         }
-        guard ok else { throw QBError.openSSL(.io(0), "AES-256-CTR failed") }
+        guard ok else { throw QBError.openSSL("AES-256-CTR failed") }
     }
 
     static func sha256(_ bytes: ArraySlice<UInt8>) -> [UInt8] {
