@@ -95,15 +95,7 @@ gpt|mbr)
     DISK_MB=$((SIZE_MB + 4))
     truncate -s "${DISK_MB}M" "$IMG"
     if [ "$KIND" = gpt ]; then
-        sfdisk -q --no-reread --no-tell-kernel "$IMG" >/dev/null <<SF
-label: gpt
-label-id: 5CA1AB1E-0000-4000-8000-0000000D15C0
-unit: sectors
-first-lba: 2048
-start=2048, size=2048, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=5CA1AB1E-0000-4000-8000-000000000001, name="EFI System"
-start=4096, size=2048, type=21686148-6449-6E6F-744E-656564454649, uuid=5CA1AB1E-0000-4000-8000-000000000002, name="BIOS boot partition"
-start=6144, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=5CA1AB1E-0000-4000-8000-000000000003, name="Root filesystem"
-SF
+        sfdisk -q --no-reread --no-tell-kernel "$IMG" >/dev/null < "$HERE/qubes-root-gpt.sfdisk"
         PART=3
     else
         sfdisk -q --no-reread --no-tell-kernel "$IMG" >/dev/null <<SF

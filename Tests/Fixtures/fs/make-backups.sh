@@ -65,15 +65,7 @@ private_img() { # private_img IMG SRC MIB ID : bare ext4, as a Qubes private vol
 root_img() {    # root_img IMG SRC MIB : GPT disk like a Qubes template's root volume, ext4 in p3
     local img=$1 src=$2 mib=$3 start sectors
     truncate -s "${mib}M" "$img"
-    sfdisk -q --no-reread --no-tell-kernel "$img" >/dev/null <<SF
-label: gpt
-label-id: 5CA1AB1E-0000-4000-8000-0000000D15C0
-unit: sectors
-first-lba: 2048
-start=2048, size=2048, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=5CA1AB1E-0000-4000-8000-000000000001, name="EFI System"
-start=4096, size=2048, type=21686148-6449-6E6F-744E-656564454649, uuid=5CA1AB1E-0000-4000-8000-000000000002, name="BIOS boot partition"
-start=6144, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, uuid=5CA1AB1E-0000-4000-8000-000000000003, name="Root filesystem"
-SF
+    sfdisk -q --no-reread --no-tell-kernel "$img" >/dev/null < "$FIX/ext/qubes-root-gpt.sfdisk"
     read -r start sectors < <(sfdisk --json "$img" | python3 -c 'import json, sys
 p = json.load(sys.stdin)["partitiontable"]["partitions"][2]
 print(p["start"], p["size"])')
