@@ -20,6 +20,7 @@ import QBTestSupport
         "FuzzTarExtract": FuzzEntries.tarExtract, "FuzzOpenSSLEnc": FuzzEntries.opensslEnc,
         "FuzzScryptFile": FuzzEntries.scryptFile, "FuzzQubesXML": FuzzEntries.qubesXML,
         "FuzzDecompress": FuzzEntries.decompress, "FuzzChunkNames": FuzzEntries.chunkNames, "FuzzRestore": FuzzEntries.restore,
+        "FuzzFilesystem": FuzzEntries.filesystem,
     ]
 
     // MARK: - Crashes found by fuzzing
@@ -128,8 +129,9 @@ import QBTestSupport
         "FuzzRestore/v4-inner-symlink": .accepted,
     ]
 
-    /// Tar and decompressor seeds are all genuine archives and streams…
-    static let acceptedSeedDirectories = ["FuzzTar", "FuzzDecompress"]
+    /// Tar and decompressor seeds are all genuine archives and streams,
+    /// filesystem seeds genuine mke2fs images…
+    static let acceptedSeedDirectories = ["FuzzTar", "FuzzDecompress", "FuzzFilesystem"]
     /// …except LZMA-alone, which has no magic to be recognised by.
     static let refusedDecompressorSeeds: [String: FuzzOutcome] = ["lzma-auto-small-pieces": .refused(.unsupported)]
 
