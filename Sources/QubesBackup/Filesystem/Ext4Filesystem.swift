@@ -103,8 +103,10 @@ public final class Ext4Filesystem {
             throw QBError(.malformed, "group descriptor \(group) checksum does not match", hint: "the inodes of that group cannot be trusted")
         }
         let byteInTable = UInt64(index) * UInt64(sb.inodeSize)
-        let tableBlock = descriptor.inodeTable + byteInTable / UInt64(blockSize)
+        // The table's start is checked before it is added to: a 64-bit
+        // descriptor can hold any number, and the sum would overflow.
         try checkBlocks(descriptor.inodeTable, count: 1, what: "group \(group)'s inode table")
+        let tableBlock = descriptor.inodeTable + byteInTable / UInt64(blockSize)
         let bytes = try block(tableBlock, what: "inode \(number)")
         let start = Int(byteInTable % UInt64(blockSize))
         return try Inode(number: number, raw: Array(bytes[start..<(start + sb.inodeSize)]), superblock: sb, verify: options.verifyChecksums)
