@@ -54,11 +54,15 @@ def filesystem_image(args, size, src, debugfs=None):
     """An image made by mke2fs from `src`, then changed by debugfs -w commands."""
     with tempfile.TemporaryDirectory() as d:
         img = os.path.join(d, "img")
-        run(["mke2fs", "-q", "-F", "-E", "root_owner=0:0", "-U", "0b5e55ed-0000-4000-8000-000000000000"] + args
-            + ["-d", src, img, size])
+        # Fixed UUID, hash seed and time: seeds differ between runs only in ctimes.
+        subprocess.run(["mke2fs", "-q", "-F", "-E", "root_owner=0:0,hash_seed=5eed5eed-0000-4000-8000-000000000000",
+                        "-U", "0b5e55ed-0000-4000-8000-000000000000"] + args + ["-d", src, img, size],
+                       env=dict(os.environ, E2FSPROGS_FAKE_TIME="1764547200"), check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if debugfs:
             cmds = debugfs(img, d)
             subprocess.run(["debugfs", "-w", "-f", "-", img], input="\n".join(cmds).encode(), check=True,
+                           env=dict(os.environ, E2FSPROGS_FAKE_TIME="1764547200"),
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return open(img, "rb").read()
 
@@ -128,6 +132,11 @@ def filesystem_seeds():
         os.makedirs(os.path.join(many, "many"))
         for i in range(48):
             open(os.path.join(many, "many", f"file-with-a-longish-name-{i:03}"), "wb").close()
+        # Fixed times (mke2fs -d copies them; not ctime, which is the host's).
+        for top in (src, many):
+            for root, dirs, files in os.walk(top):
+                for n in dirs + files + ([""] if root == top else []):
+                    os.utime(os.path.join(root, n), (1764547200, 1764547200), follow_symlinks=False)
 
         def journal(paths, checksums=False):
             """debugfs commands: a dirty journal whose transactions replace
@@ -171,13 +180,19 @@ def filesystem_seeds():
             image = filesystem_image(args, size, tree, debugfs)
             assert feature in features(image), f"{name}: no {feature} in {features(image)}"
             write("FuzzFilesystem", name, filesystem_input(image))
+            if name == "ext4-csum-htree":
+                # Bit 3 of the first byte: checksums verified (they match).
+                seed = filesystem_input(image)
+                write("FuzzFilesystem", name + "-verified", bytes([seed[0] | 0x08]) + seed[1:])
 
         # A GPT disk: three partitions, ext4 in the third (the only one with a filesystem).
         fs = filesystem_image(["-t", "ext4", "-b", "1024", "-N", "32", "-O", "^has_journal"], "96K", src)
         disk = os.path.join(d, "disk")
         with open(disk, "wb") as f:
             f.truncate((34 + 8 + 8 + len(fs) // 512 + 33) * 512)
-        layout = f"label: gpt\nfirst-lba: 34\nstart=34, size=8\nstart=42, size=8\nstart=50, size={len(fs) // 512}\n"
+        layout = (f"label: gpt\nlabel-id: 0B5E55ED-0000-4000-8000-00000000D15C\nfirst-lba: 34\n"
+                  + "".join(f"start={start}, size={size}, uuid=0B5E55ED-0000-4000-8000-00000000000{i + 1}\n"
+                            for i, (start, size) in enumerate([(34, 8), (42, 8), (50, len(fs) // 512)])))
         subprocess.run(["sfdisk", "-q", disk], input=layout.encode(), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with open(disk, "r+b") as f:
             f.seek(50 * 512)

@@ -437,7 +437,7 @@ public enum FuzzEntries {
     static let filesystemHoleLimit = 0x0FFF
 
     /// The disk image a filesystem input stands for. Input: a byte whose
-    /// low 3 bits are a count N; N runs of zeros, each 2 bytes of offset in
+    /// low 3 bits are a count N (bit 3 is `filesystem`'s); N runs of zeros, each 2 bytes of offset in
     /// KiB into the image as given and 2 bytes of length in KiB (both LE,
     /// the length's low 12 bits); then the image with those runs of zeros
     /// cut out. An ext3/4 journal is at least 1024 blocks, nearly all
@@ -486,12 +486,13 @@ public enum FuzzEntries {
     }
 
     /// Input: a disk image (a bare filesystem, or an MBR or GPT disk) as
-    /// `writeFilesystemImage` reads it. It is
-    /// written to a scratch file (ImageFile reads files), the filesystem
-    /// located as qb-fs does, opened without checksum verification (so the
-    /// fuzzer gets past checksums) and with journal replay, walked, and
-    /// every regular file read through, every symbolic link's target and
-    /// listing entry made. Damaged files are skipped, as qb-fs skips them.
+    /// `writeFilesystemImage` reads it. It is written to a scratch file
+    /// (ImageFile reads files), the filesystem located as qb-fs does,
+    /// opened with journal replay and without checksum verification (so
+    /// the fuzzer gets past checksums) unless bit 3 of the first byte asks
+    /// for it (so the checks themselves are fuzzed), walked, and every
+    /// regular file read through, every symbolic link's target and listing
+    /// entry made, and the first few files looked up by their path. Damaged files are skipped, as qb-fs skips them.
     /// Invariants: each file's bytes come in increasing offsets and never
     /// past its size; no directory inode is visited twice.
     public static func filesystem(_ data: [UInt8]) -> FuzzOutcome {
@@ -511,7 +512,7 @@ public enum FuzzEntries {
             let table = try PartitionTable.read(from: image)
             let location = try FilesystemLocator.locate(in: image, table: table, partition: nil)
             let fs = try Ext4Filesystem(window: location.window,
-                                        options: .init(verifyChecksums: false, replayJournal: true,
+                                        options: .init(verifyChecksums: (data.first ?? 0) & 0x08 != 0, replayJournal: true,
                                                        cacheBytes: 1 << 20, maxDirectoryBytes: 1 << 20))
             _ = FilesystemSummary(fs).lines
             var directories = Set<UInt32>()
@@ -522,6 +523,7 @@ public enum FuzzEntries {
                 if visits > filesystemVisitBudget { throw budgetSpent }
                 _ = node.listingEntry
                 _ = node.tarEntry
+                if visits <= 8 { _ = try? fs.lookup(node.name) }
                 switch node.kind {
                 case .directory:
                     fuzzInvariant(directories.insert(node.inode.number).inserted, "directory inode \(node.inode.number) visited twice")
