@@ -199,6 +199,22 @@ def filesystem_seeds():
             f.write(fs)
         write("FuzzFilesystem", "gpt-ext4-partition-3", filesystem_input(open(disk, "rb").read()))
 
+        # An MBR disk: a primary partition, then ext2 in logical partition 5
+        # of an extended partition (an EBR chain of one).
+        fs = filesystem_image(["-t", "ext2", "-b", "1024", "-N", "32"], "96K", src)
+        disk = os.path.join(d, "mbr")
+        with open(disk, "wb") as f:
+            f.truncate((1 + 8 + 1 + 2 + len(fs) // 512) * 512)
+        layout = (f"label: dos\nlabel-id: 0x0b5e55ed\nstart=1, size=8, type=83\nstart=9, size={2 + len(fs) // 512 + 1}, type=5\n"
+                  f"start=12, size={len(fs) // 512}, type=83\n")
+        subprocess.run(["sfdisk", "-q", disk], input=layout.encode(), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        out = subprocess.run(["sfdisk", "-d", disk], stdout=subprocess.PIPE, check=True).stdout.decode()
+        start = int(next(l for l in out.splitlines() if l.startswith(disk + "5")).split("start=")[1].split(",")[0])
+        with open(disk, "r+b") as f:
+            f.seek(start * 512)
+            f.write(fs)
+        write("FuzzFilesystem", "mbr-ext2-logical-5", filesystem_input(open(disk, "rb").read()))
+
 
 def main():
     shutil.rmtree(SEEDS, ignore_errors=True)
