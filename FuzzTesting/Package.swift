@@ -23,7 +23,7 @@ let rootDirectory = Context.packageDirectory.split(separator: "/").dropLast().la
 
 /// One executable per parser; each main.swift only defines LLVMFuzzerTestOneInput.
 let fuzzTargets = ["FuzzHeader", "FuzzDigestLine", "FuzzTar", "FuzzTarExtract", "FuzzOpenSSLEnc", "FuzzScryptFile",
-                   "FuzzQubesXML", "FuzzDecompress", "FuzzChunkNames", "FuzzRestore"]
+                   "FuzzQubesXML", "FuzzDecompress", "FuzzChunkNames", "FuzzRestore", "FuzzFilesystem"]
 
 let package = Package(
     name: "qb-fuzz",

@@ -11,7 +11,7 @@ set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 seconds=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-"FuzzHeader FuzzDigestLine FuzzTar FuzzTarExtract FuzzOpenSSLEnc FuzzScryptFile FuzzQubesXML FuzzDecompress FuzzChunkNames FuzzRestore"}
+targets=${*:-"FuzzHeader FuzzDigestLine FuzzTar FuzzTarExtract FuzzOpenSSLEnc FuzzScryptFile FuzzQubesXML FuzzDecompress FuzzChunkNames FuzzRestore FuzzFilesystem"}
 bin=${FUZZ_BIN:-$here/.build/release}
 out=$here/.fuzz
 # Swift's own crash reporter symbolicates for up to 30 s per crash; libFuzzer
@@ -37,6 +37,9 @@ settings() {  # target -> "dictionary max_len [libFuzzer flag]"
         # (40% of the time, and never a leak found): the other targets, and
         # the tests under ASan, check for leaks.
         FuzzRestore) echo "restore.dict 65536 -detect_leaks=0" ;;
+        # Seeds are up to 66 KiB (their runs of zeros cut out, see
+        # FuzzEntries.writeFilesystemImage); room to grow.
+        FuzzFilesystem) echo "filesystem.dict 131072" ;;
         *) echo "unknown fuzz target $1" >&2; exit 2 ;;
     esac
 }

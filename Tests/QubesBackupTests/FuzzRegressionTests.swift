@@ -20,6 +20,7 @@ import QBTestSupport
         "FuzzTarExtract": FuzzEntries.tarExtract, "FuzzOpenSSLEnc": FuzzEntries.opensslEnc,
         "FuzzScryptFile": FuzzEntries.scryptFile, "FuzzQubesXML": FuzzEntries.qubesXML,
         "FuzzDecompress": FuzzEntries.decompress, "FuzzChunkNames": FuzzEntries.chunkNames, "FuzzRestore": FuzzEntries.restore,
+        "FuzzFilesystem": FuzzEntries.filesystem,
     ]
 
     // MARK: - Crashes found by fuzzing
@@ -36,6 +37,10 @@ import QBTestSupport
         // libzstd decoded a zstd 0.6 frame after a zstd frame when the input
         // came whole, and refused it in pieces: the two decodings disagreed.
         ("decompress-zstd-legacy-frame.bin", "FuzzDecompress", .refused(.malformed)),
+        // Ext4Filesystem.inode added the inode's block to a 64-bit group
+        // descriptor's inode table before checking the table's start: UInt64
+        // overflow trap. (The root inode's group: refused.)
+        ("filesystem-inode-table-overflow.bin", "FuzzFilesystem", .refused(.malformed)),
     ]
 
     @Test func everyCrashInputHasACase() throws {
@@ -128,8 +133,9 @@ import QBTestSupport
         "FuzzRestore/v4-inner-symlink": .accepted,
     ]
 
-    /// Tar and decompressor seeds are all genuine archives and streams…
-    static let acceptedSeedDirectories = ["FuzzTar", "FuzzDecompress"]
+    /// Tar and decompressor seeds are all genuine archives and streams,
+    /// filesystem seeds genuine mke2fs images…
+    static let acceptedSeedDirectories = ["FuzzTar", "FuzzDecompress", "FuzzFilesystem"]
     /// …except LZMA-alone, which has no magic to be recognised by.
     static let refusedDecompressorSeeds: [String: FuzzOutcome] = ["lzma-auto-small-pieces": .refused(.unsupported)]
 

@@ -418,6 +418,145 @@ public enum FuzzEntries {
             }
         }
     }
+
+    // MARK: - 10. ext2/3/4 images (qb-fs)
+
+    /// Most file bytes delivered per input: many names (or inodes) can map
+    /// the same blocks, so one small image could otherwise make an
+    /// execution read for a long time.
+    static let filesystemReadBudget = 1 << 22
+    /// Most files visited per input.
+    static let filesystemVisitBudget = 1 << 14
+    /// The refusal the harness throws out of the walk when a budget is spent.
+    static let budgetSpent = QBError(.limitExceeded, "fuzz harness budget spent")
+
+    /// A scratch image file of this process, named once.
+    nonisolated(unsafe) static var scratchImage: String?
+
+    /// Most zeros `writeFilesystemImage` inserts per run: 4 MiB.
+    static let filesystemHoleLimit = 0x0FFF
+
+    /// The disk image a filesystem input stands for. Input: a byte whose
+    /// low 3 bits are a count N (bit 3 is `filesystem`'s); N runs of zeros, each 2 bytes of offset in
+    /// KiB into the image as given and 2 bytes of length in KiB (both LE,
+    /// the length's low 12 bits); then the image with those runs of zeros
+    /// cut out. An ext3/4 journal is at least 1024 blocks, nearly all
+    /// zeros, and a small filesystem's free space is zeros too: cut out, a
+    /// seed with a journal stays small, and libFuzzer's mutations land on
+    /// the bytes that matter. The zeros come back as holes in the scratch
+    /// file (tmpfs stores nothing for them). Offsets are taken in order,
+    /// each at least the one before; past the image's end, zeros are
+    /// appended.
+    static func writeFilesystemImage(_ data: [UInt8], to path: String) {
+        let count = Int(data.first ?? 0) & 7
+        let headerSize = 1 + 4 * count
+        var holes: [(at: Int, length: Int)] = []
+        if data.count >= headerSize {
+            for i in 0..<count {
+                let f = 1 + 4 * i
+                let at = (Int(data[f]) | Int(data[f + 1]) << 8) << 10
+                let length = ((Int(data[f + 2]) | Int(data[f + 3]) << 8) & filesystemHoleLimit) << 10
+                holes.append((Swift.max(at, holes.last?.at ?? 0), length))
+            }
+        }
+        let image = data.dropFirst(Swift.min(headerSize, data.count))
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { fatalError("cannot write the scratch image \(path)") }
+        defer { close(fd) }
+        func put(_ bytes: ArraySlice<UInt8>, at offset: Int) {
+            bytes.withUnsafeBytes { raw in
+                var done = 0
+                while done < raw.count {
+                    let n = pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(offset + done))
+                    guard n > 0 else { fatalError("cannot write the scratch image \(path)") }
+                    done += n
+                }
+            }
+        }
+        // Copy the image piece by piece, each hole shifting what follows.
+        var from = 0, shift = 0
+        for hole in holes {
+            let to = Swift.min(hole.at, image.count)
+            put(image.dropFirst(from).prefix(to - from), at: from + shift)
+            from = to
+            shift += hole.length
+        }
+        put(image.dropFirst(from), at: from + shift)
+        guard ftruncate(fd, off_t(image.count + shift)) == 0 else { fatalError("cannot size the scratch image \(path)") }
+    }
+
+    /// Input: a disk image (a bare filesystem, or an MBR or GPT disk) as
+    /// `writeFilesystemImage` reads it. It is written to a scratch file
+    /// (ImageFile reads files), the filesystem located as qb-fs does,
+    /// opened with journal replay and without checksum verification (so
+    /// the fuzzer gets past checksums) unless bit 3 of the first byte asks
+    /// for it (so the checks themselves are fuzzed), walked, and every
+    /// regular file read through, every symbolic link's target and listing
+    /// entry made, and the first few files looked up by their path. Damaged files are skipped, as qb-fs skips them.
+    /// Invariants: each file's bytes come in increasing offsets and never
+    /// past its size; no directory inode is visited twice.
+    public static func filesystem(_ data: [UInt8]) -> FuzzOutcome {
+        let files = FileManager.default
+        if scratchImage == nil {
+            let shm = files.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
+            let base = ProcessInfo.processInfo.environment["QB_FUZZ_SCRATCH"] ?? shm
+            scratchImage = base + "/qb-fuzz-filesystem-\(getpid()).img"
+        }
+        let path = scratchImage!
+        writeFilesystemImage(data, to: path)
+        defer { try? files.removeItem(atPath: path) }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 16)
+        defer { buffer.deallocate() }
+        return run { () throws(QBError) in
+            let image = try ImageFile(path: path)
+            let table = try PartitionTable.read(from: image)
+            let location = try FilesystemLocator.locate(in: image, table: table, partition: nil)
+            let fs = try Ext4Filesystem(window: location.window,
+                                        options: .init(verifyChecksums: (data.first ?? 0) & 0x08 != 0, replayJournal: true,
+                                                       cacheBytes: 1 << 20, maxDirectoryBytes: 1 << 20))
+            _ = FilesystemSummary(fs).lines
+            var directories = Set<UInt32>()
+            var visits = 0
+            var budget = filesystemReadBudget
+            try fs.walk(roots: [], visit: { (node: FileNode) throws(QBError) -> Bool in
+                visits += 1
+                if visits > filesystemVisitBudget { throw budgetSpent }
+                _ = node.listingEntry
+                _ = node.tarEntry
+                if visits <= 8 { _ = try? fs.lookup(node.name) }
+                switch node.kind {
+                case .directory:
+                    fuzzInvariant(directories.insert(node.inode.number).inserted, "directory inode \(node.inode.number) visited twice")
+                case .symbolicLink:
+                    fuzzInvariant(UInt64(node.linkTarget.count) == node.inode.size && !node.linkTarget.contains(0),
+                                  "\(node.name): a \(node.linkTarget.count)-byte target for a \(node.inode.size)-byte symbolic link")
+                case .regular where node.hardLinkTo == nil:
+                    let size = Int64(clamping: node.inode.size)
+                    var end: Int64 = 0
+                    do throws(DataCopyError) {
+                        try fs.readContents(of: node.inode, buffer: buffer) { (offset, bytes) throws(QBError) in
+                            fuzzInvariant(offset >= end, "\(node.name): bytes at \(offset) after bytes up to \(end)")
+                            end = offset + Int64(bytes.count)
+                            fuzzInvariant(end <= size, "\(node.name): bytes up to \(end) of a \(size)-byte file")
+                            budget -= bytes.count
+                            if budget < 0 { throw budgetSpent }
+                        }
+                    } catch {
+                        switch error {
+                        // The harness's budget (the only error the body throws): end the walk.
+                        case .destination: throw budgetSpent
+                        // The image is damaged under this file: qb-fs reports it and goes on.
+                        case .source: break
+                        }
+                    }
+                default: break
+                }
+                return true
+            }, damaged: { _ in })
+            // Directories are entered once, and so visited at most once.
+            fuzzInvariant(directories.count <= Int(fs.superblock.inodesCount), "more directories than inodes")
+        }
+    }
 }
 
 /// SHA-256 (FIPS 180-4), only to write a scrypt header's checksum into

@@ -107,7 +107,8 @@ public final class Ext4Filesystem {
             problems.append("group descriptor \(group) checksum does not match; its inodes were read all the same")
         }
         let byteInTable = UInt64(index) * UInt64(sb.inodeSize)
-        // Checked before the addition, which could otherwise overflow.
+        // The table's start is checked before it is added to: a 64-bit
+        // descriptor can hold any number, and the sum would overflow.
         try checkBlocks(descriptor.inodeTable, count: 1, what: "group \(group)'s inode table")
         let tableBlock = descriptor.inodeTable + byteInTable / UInt64(blockSize)
         let bytes = try block(tableBlock, what: "inode \(number)")
