@@ -125,7 +125,8 @@ dist-build: deps
 	mkdir -p $(DIST_SCRATCH)
 	packaging/static-libs.sh $(DIST_SCRATCH) $(SYSLIBDIR)
 	PKG_CONFIG_PATH=$(CURDIR)/$(DIST_SCRATCH)/pkgconfig $(SWIFT) build -c release --product qb \
-	  --scratch-path $(DIST_SCRATCH) --static-swift-stdlib -Xlinker -rpath -Xlinker '$$ORIGIN/../lib'
+	  --scratch-path $(DIST_SCRATCH) --static-swift-stdlib -Xlinker -rpath -Xlinker '$$ORIGIN/../lib' \
+	  -Xlinker -z -Xlinker relro -Xlinker -z -Xlinker now
 
 dist: dist-build
 	packaging/dist.sh $(DIST_QB) $(VERSION) $(ARCH) $(SYSLIBDIR) dist

@@ -26,6 +26,8 @@ for m in "$top"/man/*.5; do gzip -9n < "$m" > "$root/usr/share/man/man5/${m##*/}
     "$root/usr/share/zsh/vendor-completions" "$root/usr/share/fish/vendor_completions.d"
 gzip -9n < "$top/README.md" > "$root/usr/share/doc/qb/README.md.gz"
 cp "$top/packaging/copyright" "$root/usr/share/doc/qb/copyright"
+mkdir -p "$root/usr/share/lintian/overrides"
+cp "$top/packaging/lintian-overrides" "$root/usr/share/lintian/overrides/qb"
 date=$(date -R -d "@$(git -C "$top" log -1 --format=%ct 2>/dev/null || date +%s)")
 printf 'qb (%s) unstable; urgency=medium\n\n  * Release %s (make deb).\n\n -- qb maintainers <maintainers@users.noreply.r-seed-c90e391c.example>  %s\n' \
     "$version" "$version" "$date" | gzip -9n > "$root/usr/share/doc/qb/changelog.gz"
