@@ -136,6 +136,7 @@ deb: dist-build
 
 check-dist: dist deb
 	packaging/check-dist.sh $(DIST_TARBALL) $(DEB)
+	packaging/check-dist-refusals.sh $(DIST_TARBALL)
 
 clean:
 	$(SWIFT) package clean
