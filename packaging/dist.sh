@@ -15,7 +15,11 @@ root=$stage/$name
 mkdir -p "$root/bin" "$root/lib" "$root/share/man/man1" "$root/share/man/man5"
 strip -o "$root/bin/qb" "$qb"
 for t in qb-untar qb-hmac qb-decrypt qb-decompress qb-header qb-restore qb-fs; do ln -s qb "$root/bin/$t"; done
-# ISA-L: Debian ships no archive; the binary's run path $ORIGIN/../lib finds this copy.
+# ISA-L: Debian ships no archive; the binary's run path $ORIGIN/../lib finds
+# this copy. Carried rather than built out: it adds 118 KB to the tarball
+# (1.5 %), and inflates gzip, the usual backup compression, 2.3 times as fast
+# as zlib (640 MB out of a 198 MB gzip file: 0.68 s against 1.54 s with
+# `qb-decompress --inflate zlib`); qb-fs's CRC32C comes from it too.
 cp -L "$syslib/libisal.so.2" "$root/lib/libisal.so.2"
 chmod 644 "$root/lib/libisal.so.2"
 for m in "$top"/man/*.1; do cp "$m" "$root/share/man/man1/"; done
