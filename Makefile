@@ -137,6 +137,7 @@ deb: dist-build
 check-dist: dist deb
 	packaging/check-dist.sh $(DIST_TARBALL) $(DEB)
 	packaging/check-dist-refusals.sh $(DIST_TARBALL)
+	packaging/check-install.sh
 
 clean:
 	$(SWIFT) package clean
