@@ -10,7 +10,14 @@
 #                in its own build directory .build/sanitize-KIND
 #   make bench   compare speed and memory with the manual procedure
 #                (QB_BENCH_IMAGE_MB=2048 image size; see bench/restore.sh)
-#   make install PREFIX=/usr/local DESTDIR=
+#   make install PREFIX=/usr/local DESTDIR=   (tools, man pages, completions)
+#   make dist    dist/qb-VERSION-linux-ARCH.tar.gz: one statically linked
+#                multi-call qb, the qb-* links, man pages, completions,
+#                README, SHA256SUMS; runs on glibc >= 2.35 without Swift
+#   make deb     dist/qb_VERSION_ARCH.deb, the same program for dpkg
+#   make check-dist   build both, then run them as a rescue machine would:
+#                the tarball from a scratch directory under env -i, the .deb
+#                installed and removed with dpkg (as root)
 
 SWIFT    ?= swift
 PREFIX   ?= /usr/local
@@ -19,14 +26,27 @@ BINDIR    = $(DESTDIR)$(PREFIX)/bin
 MANDIR    = $(DESTDIR)$(PREFIX)/share/man
 TOOLS     = qb-untar qb-hmac qb-decrypt qb-decompress qb-header qb-restore qb-fs
 MANPAGES  = $(wildcard man/*.1 man/*.5 man/*.7)
+COMPLETIONS_BASH = $(DESTDIR)$(PREFIX)/share/bash-completion/completions
+COMPLETIONS_ZSH  = $(DESTDIR)$(PREFIX)/share/zsh/site-functions
+COMPLETIONS_FISH = $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+VERSION  := $(shell cat VERSION)
+ARCH     := $(shell uname -m)
+SYSLIBDIR ?= /usr/lib/$(ARCH)-linux-gnu
+# The release build of make dist and make deb: its own scratch directory,
+# the Swift runtime and every C library with a Debian archive linked in
+# (packaging/static-libs.sh), ISA-L found through $$ORIGIN/../lib.
+DIST_SCRATCH = .build-dist
+DIST_QB      = $(DIST_SCRATCH)/release/qb
+DIST_TARBALL = dist/qb-$(VERSION)-linux-$(ARCH).tar.gz
+DEB          = dist/qb_$(VERSION)_$(shell dpkg --print-architecture 2>/dev/null || echo $(ARCH)).deb
 
 # Build libraries, plus the real programs the interop tests and the
 # benchmark compare against.
 PACKAGES  = libssl-dev zlib1g-dev libbz2-dev liblzma-dev libzstd-dev libisal-dev libscrypt-kdf-dev \
             openssl scrypt mandoc tar gzip pigz bzip2 pbzip2 xz-utils zstd libarchive-tools pkg-config time python3 \
-            e2fsprogs fdisk
+            e2fsprogs fdisk binutils dpkg-dev patchelf
 
-.PHONY: all deps build check check-sanitize check-fresh test lint-man demo install uninstall clean bench fuzz
+.PHONY: all deps build check check-sanitize check-fresh check-dist test lint-man demo install uninstall clean bench fuzz dist deb dist-build
 
 all:
 	$(SWIFT) build -c release
@@ -92,16 +112,36 @@ fuzz: deps
 
 install: all
 	install -d $(BINDIR) $(MANDIR)/man1 $(MANDIR)/man5 $(MANDIR)/man7
-	bin=$$($(SWIFT) build -c release --show-bin-path); for t in $(TOOLS); do install -m 755 $$bin/$$t $(BINDIR)/$$t; done
+	bin=$$($(SWIFT) build -c release --show-bin-path); for t in qb $(TOOLS); do install -m 755 $$bin/$$t $(BINDIR)/$$t; done
 	for m in $(MANPAGES); do s=$${m##*.}; install -m 644 $$m $(MANDIR)/man$$s/; done
+	packaging/completions.sh $(BINDIR) $(COMPLETIONS_BASH) $(COMPLETIONS_ZSH) $(COMPLETIONS_FISH)
 
 uninstall:
-	for t in $(TOOLS); do rm -f $(BINDIR)/$$t; done
+	rm -f $(BINDIR)/qb
+	for t in $(TOOLS); do rm -f $(BINDIR)/$$t $(COMPLETIONS_BASH)/$$t $(COMPLETIONS_ZSH)/_$$t $(COMPLETIONS_FISH)/$$t.fish; done
 	for m in $(MANPAGES); do s=$${m##*.}; rm -f $(MANDIR)/man$$s/$${m##*/}; done
+
+dist-build: deps
+	mkdir -p $(DIST_SCRATCH)
+	packaging/static-libs.sh $(DIST_SCRATCH) $(SYSLIBDIR)
+	PKG_CONFIG_PATH=$(CURDIR)/$(DIST_SCRATCH)/pkgconfig $(SWIFT) build -c release --product qb \
+	  --scratch-path $(DIST_SCRATCH) --static-swift-stdlib -Xlinker -rpath -Xlinker '$$ORIGIN/../lib' \
+	  -Xlinker -z -Xlinker relro -Xlinker -z -Xlinker now
+
+dist: dist-build
+	packaging/dist.sh $(DIST_QB) $(VERSION) $(ARCH) $(SYSLIBDIR) dist
+
+deb: dist-build
+	packaging/deb.sh $(DIST_QB) $(VERSION) dist
+
+check-dist: dist deb
+	packaging/check-dist.sh $(DIST_TARBALL) $(DEB)
+	packaging/check-dist-refusals.sh $(DIST_TARBALL)
+	packaging/check-install.sh
 
 clean:
 	$(SWIFT) package clean
-	rm -rf .build bench-results
+	rm -rf .build $(DIST_SCRATCH) dist bench-results
 
 # What CI does: a fresh clone of HEAD, then `make check` there.
 check-fresh:

@@ -3,7 +3,7 @@ import PackageDescription
 
 // C libraries come from the distribution (Debian's -dev packages); the Makefile
 // installs them. Nothing here downloads or builds a C library.
-/// What every executable links: the library, the shared CLI layer, the parser.
+/// What the tools' commands (QBTools) use: the library, the shared CLI layer, the parser.
 let toolDependencies: [Target.Dependency] = [
     "QubesBackup", "QubesBackupCLI",
     .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -21,6 +21,8 @@ let package = Package(
         .executable(name: "qb-untar", targets: ["qb-untar"]),
         .executable(name: "qb-restore", targets: ["qb-restore"]),
         .executable(name: "qb-fs", targets: ["qb-fs"]),
+        // Every tool in one program, for `make dist` and `make deb`.
+        .executable(name: "qb", targets: ["qb"]),
     ],
     dependencies: [
         // 1.7.1: `_errorPrefix`, through which ToolMain names the tool in parser errors.
@@ -52,13 +54,16 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .executableTarget(name: "qb-hmac", dependencies: toolDependencies),
-        .executableTarget(name: "qb-header", dependencies: toolDependencies),
-        .executableTarget(name: "qb-decompress", dependencies: toolDependencies),
-        .executableTarget(name: "qb-decrypt", dependencies: toolDependencies),
-        .executableTarget(name: "qb-untar", dependencies: toolDependencies),
-        .executableTarget(name: "qb-restore", dependencies: toolDependencies),
-        .executableTarget(name: "qb-fs", dependencies: toolDependencies),
+        // The tools' commands; each executable below only calls one.
+        .target(name: "QBTools", dependencies: toolDependencies),
+        .executableTarget(name: "qb-hmac", dependencies: ["QBTools"]),
+        .executableTarget(name: "qb-header", dependencies: ["QBTools"]),
+        .executableTarget(name: "qb-decompress", dependencies: ["QBTools"]),
+        .executableTarget(name: "qb-decrypt", dependencies: ["QBTools"]),
+        .executableTarget(name: "qb-untar", dependencies: ["QBTools"]),
+        .executableTarget(name: "qb-restore", dependencies: ["QBTools"]),
+        .executableTarget(name: "qb-fs", dependencies: ["QBTools"]),
+        .executableTarget(name: "qb", dependencies: ["QBTools", "QubesBackupCLI"]),
         // Shared by the test targets: running the built tools, finding the
         // fixtures, making scratch directories.
         .target(name: "QBTestSupport", path: "Tests/Support"),
@@ -69,7 +74,7 @@ let package = Package(
         // Runs the built executables; depending on them makes `swift test` build them.
         .testTarget(
             name: "CLITests",
-            dependencies: ["QBTestSupport", "QubesBackupCLI", "qb-hmac", "qb-header", "qb-decompress", "qb-decrypt", "qb-untar", "qb-restore", "qb-fs"]
+            dependencies: ["QBTestSupport", "QubesBackupCLI", "qb-hmac", "qb-header", "qb-decompress", "qb-decrypt", "qb-untar", "qb-restore", "qb-fs", "qb"]
         ),
     ]
 )

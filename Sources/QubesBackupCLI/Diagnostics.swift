@@ -6,11 +6,18 @@ import QubesBackup
 
 /// One-line messages on standard error: `qb-xxx: subject: what (hint)`.
 public enum Diagnostics {
-    /// The running tool's name, from argv[0].
+    /// The running tool's name: argv[0]'s last component (`qb-untar`, also
+    /// when the multi-call `qb` runs through a symbolic link of that name),
+    /// or what `qb TOOL` set in `toolNameOverride`.
     public static var toolName: String {
+        if let name = toolNameOverride { return name }
         let arg0 = CommandLine.arguments.first ?? "qb"
         return arg0.split(separator: "/").last.map(String.init) ?? arg0
     }
+
+    /// Set once, before any thread starts, by `qb untar …` (the subcommand
+    /// form of the multi-call binary), whose argv[0] is `qb`.
+    nonisolated(unsafe) public static var toolNameOverride: String?
 
     public static func error(_ error: QBError) {
         printLine(toolName + ": " + error.description)

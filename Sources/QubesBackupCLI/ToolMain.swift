@@ -22,12 +22,18 @@ extension QBCommand {
     public static var _errorPrefix: String { Diagnostics.toolName + ": " }
 
     public static func main() {
+        main(arguments: nil)
+    }
+
+    /// Runs the command on `arguments` (nil: the process's own, after
+    /// argv[0]) and exits with its status; `qb TOOL ARGS…` passes ARGS.
+    public static func main(arguments: [String]?) -> Never {
         SignalCleanup.install()
         let status: ExitStatus
         FileDescriptor.standardInput().widenPipe()
         FileDescriptor.standardOutput().widenPipe()
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(arguments)
             try command.run()
             status = .success
         } catch let error as QBError {

@@ -139,6 +139,8 @@ enum ExampleText {
         "id": "20261101T101500-4711",
         "f": "vm3/private.img.000",
         "file": "private.img",
+        "PWD": "/media/user/usb",
+        "PATH": "/usr/bin:/bin",
     ]
 
     /// Code blocks of a Markdown text: fenced ones, and (unless

@@ -6,7 +6,6 @@ import QubesBackupCLI
 import Glibc
 #endif
 
-@main
 struct QBDecrypt: QBCommand {
     static let configuration = CommandConfiguration(
         commandName: "qb-decrypt",
@@ -32,7 +31,8 @@ struct QBDecrypt: QBCommand {
           # one v4 chunk
           qb-decrypt --scrypt --backup-id "$QB_BACKUP_ID" \\
             --name vm3/private.img.000 --passphrase env:P vm3/private.img.000.enc
-        """)
+        """,
+        version: qbVersion)
 
     @Option(name: .shortAndLong, help: ArgumentHelp("openssl enc cipher (the header's crypto-algorithm).", valueName: "cipher"))
     var cipher = "aes-256-cbc"

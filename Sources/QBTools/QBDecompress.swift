@@ -2,7 +2,6 @@ import ArgumentParser
 import QubesBackup
 import QubesBackupCLI
 
-@main
 struct QBDecompress: QBCommand {
     static let configuration = CommandConfiguration(
         commandName: "qb-decompress",
@@ -24,7 +23,8 @@ struct QBDecompress: QBCommand {
           qb-untar -i --tar 'vm1/private.img.[0-9]*' < backup.qubes \\
             | qb-hmac --check --passphrase env:P | qb-decrypt --passphrase env:P \\
             | qb-decompress -f gzip | qb-untar -x -C restored
-        """
+        """,
+        version: qbVersion
     )
 
     @Option(name: [.customShort("f"), .customLong("filter")],

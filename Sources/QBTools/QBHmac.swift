@@ -2,7 +2,6 @@ import ArgumentParser
 import QubesBackup
 import QubesBackupCLI
 
-@main
 struct QBHmac: QBCommand {
     static let configuration = CommandConfiguration(
         commandName: "qb-hmac",
@@ -32,7 +31,8 @@ struct QBHmac: QBCommand {
           qb-untar -i --tar 'vm3/private.img.[0-9]*' < backup.qubes \\
             | qb-hmac --check --passphrase env:P | qb-decrypt --passphrase env:P \\
             | qb-decompress -f gzip | qb-untar -x -C restored
-        """)
+        """,
+        version: qbVersion)
 
     @Option(name: .shortAndLong, help: ArgumentHelp("Digest: sha512 (default), sha256, sha1, md5, or any digest OpenSSL knows. With --verify, the default tries the digests Qubes used.", valueName: "digest"))
     var algorithm: String?

@@ -6,7 +6,6 @@ import Synchronization
 import QubesBackup
 import QubesBackupCLI
 
-@main
 struct QBRestore: QBCommand {
     static let configuration = CommandConfiguration(
         commandName: "qb-restore",
@@ -36,7 +35,8 @@ struct QBRestore: QBCommand {
           qb-restore --verify-only --passphrase env:P backup.qubes
           qb-restore --explain --passphrase env:P backup.qubes work > restore-work.sh
           qb-restore --files -C restored --passphrase env:P backup.qubes work
-        """)
+        """,
+        version: qbVersion)
 
     @Flag(name: [.customShort("l"), .customLong("list")], help: "List the VMs in the backup (after authenticating the header and qubes.xml) and stop.")
     var list = false

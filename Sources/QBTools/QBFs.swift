@@ -5,7 +5,6 @@ import ArgumentParser
 import QubesBackup
 import QubesBackupCLI
 
-@main
 struct QBFs: QBCommand {
     static let configuration = CommandConfiguration(
         commandName: "qb-fs",
@@ -34,7 +33,8 @@ struct QBFs: QBCommand {
           qb-fs -x -C recovered restored/work/private.img /home/user/Documents
           qb-fs -O restored/work/private.img /home/user/notes.txt > notes.txt
           qb-fs --tar restored/work/private.img /home/user | tar -tvf -
-        """)
+        """,
+        version: qbVersion)
 
     @Flag(name: [.customShort("t"), .customLong("list")], help: "List the files (with -v, like tar -tv).")
     var list = false

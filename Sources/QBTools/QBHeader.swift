@@ -2,7 +2,6 @@ import ArgumentParser
 import QubesBackup
 import QubesBackupCLI
 
-@main
 struct QBHeader: QBCommand {
     static let configuration = CommandConfiguration(
         commandName: "qb-header",
@@ -23,7 +22,8 @@ struct QBHeader: QBCommand {
           qb-decrypt --passphrase env:P < qubes.xml.000 \\
             | qb-decompress -f "$QB_COMPRESSION_FILTER" | qb-untar -O qubes.xml \\
             | qb-header --vms
-        """)
+        """,
+        version: qbVersion)
 
     @Option(help: ArgumentHelp("Authenticate the header with this .hmac file (text or v4 scrypt envelope) first.", valueName: "hmacfile"))
     var verify: String?

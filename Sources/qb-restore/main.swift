@@ -1,0 +1,3 @@
+import QBTools
+
+QBTool.restore.main()
