@@ -8,12 +8,12 @@
 #   (d) qb-fs -x reproduces the source tree (compare-tree.py; root.img: qb-fs finds partition 3);
 #       on the damaged image it exits 3 and names exactly the damaged file, once.
 # The source trees are rebuilt with fsfixture.py (they are deterministic) and must equal the
-# manifest's "filesystem" listings. QB_BIN_DIR defaults to /work/main/.build/debug.
+# manifest's "filesystem" listings. QB_BIN_DIR defaults to this checkout's .build/debug.
 set -euo pipefail
 export LC_ALL=C.UTF-8 TZ=UTC
 HERE=$(cd "$(dirname "$0")" && pwd)
 FIX=$(cd "$HERE/.." && pwd)
-BIN=${1:-/work/main/.build/debug}
+BIN=${1:-$(cd "$FIX/../.." && pwd)/.build/debug}
 PASS=qubes
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
