@@ -65,7 +65,7 @@ struct ExplainScript {
             out += pipeline(file: file, chunks: chunks,
                             last: "qb-untar -x\(volumeFlag) --within \(quote(file)) --strip-components \(strip) -C \"$target\"/\(quote(destination.directoryName))",
                             output: "")
-            if readFilesystems && destination.directoryName != "dom0-home" && file.split(separator: "/").count == 2 && file.hasSuffix("/private.img") {
+            if readFilesystems && selection.privateVolumeDestination(of: file) != nil {
                 let vm = "\"$target\"/" + quote(destination.directoryName)
                 out += ["", "# 8. the files of \(destination.directoryName)'s private volume, without mount"]
                 out.append("qb-fs -x -C \(vm)/files \(vm)/private.img")

@@ -136,10 +136,8 @@ struct QBFs: QBCommand {
     }
 
     private func describe() throws {
-        let file = try ImageFile(path: image)
-        let table = try PartitionTable.read(from: file)
-        for warning in table.warnings { Diagnostics.warning("\(image): \(warning)") }
-        let located = try FilesystemLocator.locate(in: file, table: table, partition: partition)
+        let session = try FilesystemSession(image: image, partition: partition, replayJournal: !noJournal, quiet: true)
+        let (file, table, located, fs) = (session.file, session.table, session.location, session.filesystem)
         var lines: [String] = []
         lines.append("image: \(image) (\(file.size) bytes)")
         switch table.scheme {
@@ -154,7 +152,6 @@ struct QBFs: QBCommand {
             }
         }
         lines.append(located.partition.map { "filesystem: partition \($0) at offset \(located.window.start)" } ?? "filesystem: the whole image")
-        let fs = try Ext4Filesystem(window: located.window, options: .init(replayJournal: !noJournal))
         lines.append(contentsOf: FilesystemSummary(fs).lines.map { "  " + $0 })
         for problem in fs.problems { lines.append("  problem: \(problem)") }
         for line in lines { try Output.line(line) }

@@ -149,19 +149,19 @@ struct QBRestore: QBCommand {
         let restored: [(file: String, chunks: Int)]
         do {
             restored = try restore.processFiles { (file) throws(QBError) -> BackupRestore.Route in
-            let vm = selection.owner(of: file)
-            if vm == nil { unclaimed.append(file) }
-            if verifyOnly {
-                return .stream(InnerArchiveTarget(directory: nil, relocation: try MemberRelocation(within: file, stripComponents: 0), limits: limits))
-            }
-            guard let destination = selection.destination(of: file) else { return .skip }
-            if !created.contains(destination.directoryName) {
-                try makeDirectory(destination.directoryName)
-                created.insert(destination.directoryName)
-            }
-            return .stream(InnerArchiveTarget(
-                directory: path(destination.directoryName),
-                relocation: try MemberRelocation(within: file, stripComponents: destination.stripComponents), limits: limits))
+                let vm = selection.owner(of: file)
+                if vm == nil { unclaimed.append(file) }
+                if verifyOnly {
+                    return .stream(InnerArchiveTarget(directory: nil, relocation: try MemberRelocation(within: file, stripComponents: 0), limits: limits))
+                }
+                guard let destination = selection.destination(of: file) else { return .skip }
+                if !created.contains(destination.directoryName) {
+                    try makeDirectory(destination.directoryName)
+                    created.insert(destination.directoryName)
+                }
+                return .stream(InnerArchiveTarget(
+                    directory: path(destination.directoryName),
+                    relocation: try MemberRelocation(within: file, stripComponents: destination.stripComponents), limits: limits))
             }
         } catch {
             // The VMs whose images came out whole before the failure still
@@ -174,9 +174,10 @@ struct QBRestore: QBCommand {
         for file in unclaimed { Diagnostics.warning("\(file): belongs to no VM listed in qubes.xml; not restored") }
         // Nothing in the format counts the files that follow the header
         // (qubes-backup(5)): a backup cut between two files is a whole,
-        // authenticated backup of fewer files. qubes.xml is what says a VM
-        // was backed up, so a VM it lists without a single file is refused
-        // as truncated; dom0's home is often not listed, so only warned about.
+        // authenticated backup of fewer files. Without qubes.xml, a VM
+        // directory asked for by name and absent is refused here; with it,
+        // BackupCompleteness below says what each VM must bring. dom0's home
+        // not listed in qubes.xml is only warned about.
         let missing = selection.missing(among: restored.map(\.file))
         for name in missing where name == "dom0" { Diagnostics.warning("--dom0-home: the backup holds no dom0 home") }
         if selection.byDirectory, let name = missing.first(where: { $0 != "dom0" }) {
@@ -212,9 +213,8 @@ struct QBRestore: QBCommand {
     /// were found in all (a VM whose image cannot be read at all counts one).
     func extractFiles(selection: RestoreSelection, finished: Set<String>) -> Int {
         var problems = 0
-        // A VM's volume is "SUBDIR/private.img", restored to DIR/VM/private.img.
-        for member in finished.sorted() where member.split(separator: "/").count == 2 && member.hasSuffix("/private.img") {
-            guard let destination = selection.destination(of: member), destination.directoryName != "dom0-home" else { continue }
+        for member in finished.sorted() {
+            guard let destination = selection.privateVolumeDestination(of: member) else { continue }
             let vmDirectory = path(destination.directoryName)
             let image = vmDirectory + "/private.img"
             do throws(QBError) {

@@ -16,7 +16,10 @@ public final class FilesystemSession {
     private let prefix: String
     private var filesystemProblemsTold = 0
 
-    public init(image: String, partition: Int? = nil, replayJournal: Bool = true, prefix: String = "") throws(QBError) {
+    /// `quiet`: print nothing on opening (`--info` shows the problems
+    /// itself, on standard output).
+    public init(image: String, partition: Int? = nil, replayJournal: Bool = true, prefix: String = "",
+                quiet: Bool = false) throws(QBError) {
         self.image = image
         self.prefix = prefix
         file = try ImageFile(path: image)
@@ -24,6 +27,7 @@ public final class FilesystemSession {
         for warning in table.warnings { Diagnostics.warning("\(image): \(warning)") }
         location = try FilesystemLocator.locate(in: file, table: table, partition: partition)
         filesystem = try Ext4Filesystem(window: location.window, options: .init(replayJournal: replayJournal))
+        if quiet { return }
         if !replayJournal && filesystem.superblock.features.incompatible.contains(.needsRecovery) {
             Diagnostics.warning("\(image): the journal needs recovery and was not replayed (--no-journal): the last changes before the VM stopped may be missing")
         }

@@ -28,3 +28,10 @@ extension Array where Element == UInt8 {
         return copy
     }
 }
+
+/// A 32-bit number as its four little-endian bytes, as checksums take the
+/// inode and group numbers.
+func littleEndianBytes(_ value: UInt32) -> [UInt8] {
+    [UInt8(truncatingIfNeeded: value), UInt8(truncatingIfNeeded: value >> 8),
+     UInt8(truncatingIfNeeded: value >> 16), UInt8(truncatingIfNeeded: value >> 24)]
+}

@@ -52,7 +52,7 @@ extension Ext4Filesystem {
             let tail = bytes.count - 12
             if bytes.le32(tail) == 0 && bytes.le16(tail + 4) == 12 && bytes[tail + 6] == 0 && bytes[tail + 7] == 0xDE {
                 if options.verifyChecksums {
-                    let crc = CRC32C.update(checksumSeed(of: inode), bytes[0..<tail])
+                    let crc = CRC32C.update(inode.checksumSeed, bytes[0..<tail])
                     guard crc == bytes.le32(tail + 8) else { throw QBError(.malformed, "\(where_): checksum does not match") }
                 }
                 end = tail
@@ -116,7 +116,7 @@ extension Ext4Filesystem {
             throw QBError(.malformed, "\(where_): htree node claims \(count) of \(limit) entries")
         }
         // The tail's checksum field counts as four zero bytes.
-        var crc = CRC32C.update(checksumSeed(of: inode), bytes[0..<(countOffset + 8 * count)])
+        var crc = CRC32C.update(inode.checksumSeed, bytes[0..<(countOffset + 8 * count)])
         crc = CRC32C.update(crc, bytes[tail..<(tail + 4)] + [0, 0, 0, 0])
         guard crc == bytes.le32(tail + 4) else { throw QBError(.malformed, "\(where_): htree checksum does not match") }
     }

@@ -145,12 +145,6 @@ public final class Ext4Filesystem {
         return false
     }
 
-    /// The seed of an inode's own checksums (extent blocks, directory blocks).
-    func checksumSeed(of inode: Inode) -> UInt32 {
-        let seed = CRC32C.update(superblock.checksumSeed, littleEndianBytes(inode.number))
-        return CRC32C.update(seed, littleEndianBytes(inode.generation))
-    }
-
     var hasMetadataChecksums: Bool { superblock.features.readOnlyCompatible.contains(.metadataChecksum) }
 }
 

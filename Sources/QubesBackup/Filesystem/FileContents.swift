@@ -86,14 +86,7 @@ extension Ext4Filesystem {
                     }
                 case .bytes(let offset, let bytes):
                     do throws(QBError) {
-                        try bytes.span.bytes.withUnsafeBytes { (raw) throws(QBError) in
-                            var done = 0
-                            while done < raw.count {
-                                done += try systemCall("write error", name) {
-                                    pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(offset) + off_t(done))
-                                }
-                            }
-                        }
+                        try bytes.span.bytes.withUnsafeBytes { (raw) throws(QBError) in try writeAll(fd, raw, at: offset, name) }
                     } catch {
                         destinationFailure = error
                         throw error

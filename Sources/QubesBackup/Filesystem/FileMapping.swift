@@ -65,7 +65,7 @@ extension Ext4Filesystem {
             // The tail follows eh_max entries, not eh_entries.
             let end = 12 + 12 * max
             guard end + 4 <= bytes.count else { throw QBError(.malformed, "inode \(inode.number): extent block has no room for its checksum") }
-            let crc = CRC32C.update(checksumSeed(of: inode), bytes[0..<end])
+            let crc = CRC32C.update(inode.checksumSeed, bytes[0..<end])
             guard crc == bytes.le32(end) else {
                 throw QBError(.malformed, "inode \(inode.number): extent block \(blockNumber) checksum does not match")
             }

@@ -40,11 +40,6 @@ public final class FilesystemExport {
                 warning("\(node.name): socket not extracted")
                 return false
             }
-            if node.inode.kind == .regular && node.hardLinkTo == nil && node.inode.isEncrypted {
-                damaged(FileProblem(path: node.name, inode: node.inode.number,
-                                    error: QBError(.unsupported, "encrypted (fscrypt): contents not extracted")))
-                return false
-            }
             var sourceFailure: QBError?
             do throws(QBError) {
                 let warnings = try extractor.extract(entry, contents: { (fd: Int32, name: String) throws(QBError) in

@@ -16,8 +16,7 @@ struct GroupDescriptor: Sendable {
         inodeTable = UInt64(d.le32(0x08)) | (wide ? UInt64(d.le32(0x28)) << 32 : 0)
         flags = d.le16(0x12)
         let stored = d.le16(0x1E)
-        var groupLE = [UInt8](repeating: 0, count: 4)
-        for i in 0..<4 { groupLE[i] = UInt8(truncatingIfNeeded: group >> (8 * UInt32(i))) }
+        let groupLE = littleEndianBytes(group)
         if sb.features.readOnlyCompatible.contains(.metadataChecksum) {
             let crc = CRC32C.update(CRC32C.update(sb.checksumSeed, groupLE), d.zeroing(0x1E..<0x20))
             checksumMatches = UInt16(truncatingIfNeeded: crc) == stored

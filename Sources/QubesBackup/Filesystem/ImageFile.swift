@@ -43,12 +43,17 @@ public final class ImageFile: @unchecked Sendable {
 
     deinit { close(fd) }
 
+    /// The range `count` bytes from `offset` must lie inside the image.
+    private func checkRange(_ offset: Int64, _ count: Int) throws(QBError) {
+        guard offset >= 0, count >= 0, Int64(count) <= size, offset <= size - Int64(count) else {
+            throw QBError(.truncated, "read of \(count) bytes at offset \(offset) is past the end of the image (\(size) bytes)", subject: path)
+        }
+    }
+
     /// Fills `buffer` with the bytes at `offset`; the whole range must lie
     /// inside the image.
     public func read(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws(QBError) {
-        guard offset >= 0, Int64(buffer.count) <= size, offset <= size - Int64(buffer.count) else {
-            throw QBError(.truncated, "read of \(buffer.count) bytes at offset \(offset) is past the end of the image (\(size) bytes)", subject: path)
-        }
+        try checkRange(offset, buffer.count)
         var done = 0
         while done < buffer.count {
             let n = try systemCall("read error", path) {
@@ -85,9 +90,7 @@ public final class ImageFile: @unchecked Sendable {
     /// damaged image is salvage, a full disk is the end.
     public func copy(at offset: Int64, count: Int, to target: Int32, at targetOffset: Int64,
                      buffer: UnsafeMutableRawBufferPointer, targetName: String) throws(DataCopyError) {
-        guard offset >= 0, count >= 0, Int64(count) <= size, offset <= size - Int64(count) else {
-            throw .source(QBError(.truncated, "read of \(count) bytes at offset \(offset) is past the end of the image (\(size) bytes)", subject: path))
-        }
+        do { try checkRange(offset, count) } catch { throw .source(error) }
         var done = 0
         #if os(Linux)
         var inKernel = true
@@ -109,15 +112,10 @@ public final class ImageFile: @unchecked Sendable {
             } catch {
                 throw .source(error)
             }
-            var written = 0
-            while written < piece {
-                do {
-                    written += try systemCall("write error", targetName) {
-                        pwrite(target, slice.baseAddress! + written, piece - written, off_t(targetOffset) + off_t(done + written))
-                    }
-                } catch {
-                    throw .destination(error)
-                }
+            do {
+                try writeAll(target, UnsafeRawBufferPointer(slice), at: targetOffset + Int64(done), targetName)
+            } catch {
+                throw .destination(error)
             }
             done += piece
         }

@@ -41,6 +41,10 @@ public struct Inode: Sendable {
     /// data keeps the rest of its bytes; empty for 128-byte inodes.
     let extraArea: [UInt8]
     let raw: [UInt8]
+    /// With metadata_csum, the seed of every checksum of this inode's own
+    /// structures (the inode, its extent and directory blocks): crc32c of
+    /// its number and generation over the filesystem's seed.
+    let checksumSeed: UInt32
 
     static let extentsFlag: UInt32 = 0x80000
     static let inlineDataFlag: UInt32 = 0x1000_0000
@@ -82,9 +86,10 @@ public struct Inode: Sendable {
                 throw QBError(.malformed, "inode \(number) has an impossible extra size \(extraSize)")
             }
         }
-        if sb.features.readOnlyCompatible.contains(.metadataChecksum) && verify {
-            var seed = CRC32C.update(sb.checksumSeed, littleEndianBytes(number))
-            seed = CRC32C.update(seed, littleEndianBytes(generation))
+        let hasChecksums = sb.features.readOnlyCompatible.contains(.metadataChecksum)
+        checksumSeed = hasChecksums ? CRC32C.update(CRC32C.update(sb.checksumSeed, littleEndianBytes(number)), littleEndianBytes(generation)) : 0
+        if hasChecksums && verify {
+            let seed = checksumSeed
             let hasHigh = extraSize >= 4
             var copy = raw
             copy[0x7C] = 0; copy[0x7D] = 0
@@ -122,9 +127,4 @@ public struct Inode: Sendable {
             throw QBError(.malformed, "inode \(number) claims \(size) bytes, more than a file can hold (\(maximum))")
         }
     }
-}
-
-func littleEndianBytes(_ value: UInt32) -> [UInt8] {
-    [UInt8(truncatingIfNeeded: value), UInt8(truncatingIfNeeded: value >> 8),
-     UInt8(truncatingIfNeeded: value >> 16), UInt8(truncatingIfNeeded: value >> 24)]
 }

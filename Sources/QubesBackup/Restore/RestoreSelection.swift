@@ -114,6 +114,15 @@ public struct RestoreSelection: Sendable {
         return Destination(vm: vm, directoryName: vm.name, stripComponents: 1)
     }
 
+    /// Where a file goes when it is a selected VM's private volume
+    /// (`SUBDIR/private.img`, restored to `VM/private.img`): the image
+    /// whose filesystem step 8 reads.
+    public func privateVolumeDestination(of file: String) -> Destination? {
+        guard file.split(separator: "/").count == 2, file.hasSuffix("/private.img"),
+              let destination = destination(of: file), destination.directoryName != "dom0-home" else { return nil }
+        return destination
+    }
+
     /// The VMs asked for by name (or dom0's home) that `files` do not touch.
     public func missing(among files: [String]) -> [String] {
         let seen = Set(files.compactMap { destination(of: $0)?.vm.name })

@@ -17,6 +17,17 @@ package func systemCall(_ operation: String, _ path: String? = nil, _ body: () -
     }
 }
 
+/// Writes all of `bytes` at `offset` of `fd` with pwrite(2), completing
+/// short writes; a failure names `path`.
+package func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int64, _ path: String) throws(QBError) {
+    var done = 0
+    while done < bytes.count {
+        done += try systemCall("write error", path) {
+            pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
+        }
+    }
+}
+
 /// A file descriptor used as a byte source and sink: `read(2)` and `write(2)`
 /// in large blocks, short writes completed, EINTR retried. Closes the
 /// descriptor on deinit when it owns it.

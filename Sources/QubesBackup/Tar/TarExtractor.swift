@@ -72,14 +72,7 @@ public final class TarExtractor {
     public func extract(_ entry: TarEntry, from reader: TarReader) throws(QBError) -> [String] {
         try extract(entry) { (fd: Int32, name: String) throws(QBError) in
             while try reader.readFragment({ (offset: Int64, bytes: RawSpan) throws(QBError) in
-                try bytes.withUnsafeBytes { (raw) throws(QBError) in
-                    var done = 0
-                    while done < raw.count {
-                        done += try systemCall("write error", name) {
-                            pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(offset) + off_t(done))
-                        }
-                    }
-                }
+                try bytes.withUnsafeBytes { (raw) throws(QBError) in try writeAll(fd, raw, at: offset, name) }
             }) {}
         }
     }
