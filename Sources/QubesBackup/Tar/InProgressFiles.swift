@@ -5,7 +5,7 @@ import Synchronization
 
 /// The temporary files (`.qb-tmp-*`) being written right now, so that a
 /// tool stopped by a signal can remove them before it dies: TarExtractor
-/// registers each between creating it and renaming or removing it; the
+/// registers each as it creates it, until it renames or removes it; the
 /// command-line layer's signal thread calls `removeAll` (FORMAT.md §8.3:
 /// nothing half-written may be left, not even under a temporary name).
 public enum InProgressFiles {
@@ -15,13 +15,18 @@ public enum InProgressFiles {
     }
     private static let registry = Mutex(Registry())
 
-    /// `name` in the open directory `directory`; the descriptor must stay
-    /// open until `remove` is called.
-    static func add(directory: Int32, name: [CChar]) -> UInt64 {
+    /// Creates `name` in `directory` with `open` (which returns a
+    /// descriptor, or -1 with errno set) while the registry is locked, and
+    /// registers it when that succeeded: a signal's `removeAll` then either
+    /// runs before the file exists or finds it registered, never between.
+    /// Returns the descriptor (or -1 and the errno) and the registration.
+    static func create(directory: Int32, name: [CChar], _ open: () -> Int32) -> (fd: Int32, errno: Int32, token: UInt64?) {
         registry.withLock { r in
+            let fd = open()
+            guard fd >= 0 else { return (fd, errno, nil) }
             r.next += 1
             r.files[r.next] = (directory, name)
-            return r.next
+            return (fd, 0, r.next)
         }
     }
 

@@ -203,8 +203,7 @@ public final class TarExtractor {
         if let kind = try kindAt(parent, finalName), kind == S_IFDIR {
             throw QBError(.unsafe, "refusing to replace a directory with a file", subject: name)
         }
-        let (fd, tmp) = try createTemporary(in: parent, member: name)
-        let registration = InProgressFiles.add(directory: parent, name: tmp)
+        let (fd, tmp, registration) = try createTemporary(in: parent, member: name)
         defer { InProgressFiles.remove(registration) }
         var ok = false
         defer {
@@ -239,12 +238,15 @@ public final class TarExtractor {
         }
     }
 
-    private func createTemporary(in parent: Int32, member: String) throws(QBError) -> (Int32, [CChar]) {
+    /// A new temporary file, registered with InProgressFiles as it is made.
+    private func createTemporary(in parent: Int32, member: String) throws(QBError) -> (Int32, [CChar], UInt64) {
         for _ in 0..<16 {
             let tmp = temporaryName()
-            let fd = openat(parent, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-            if fd >= 0 { return (fd, tmp) }
-            let code = errno
+            let made = InProgressFiles.create(directory: parent, name: tmp) {
+                openat(parent, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            }
+            if let token = made.token { return (made.fd, tmp, token) }
+            let code = made.errno
             if code == EEXIST || code == EINTR { continue }
             throw ioError(code, "cannot create file", member)
         }
