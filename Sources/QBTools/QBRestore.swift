@@ -111,10 +111,11 @@ struct QBRestore: QBCommand {
         let report = Report(meter: meter, verbose: verbose)
         let options = RestoreOptions(parallelism: jobs, maximumChunkSize: maxSize,
                                      scryptLimits: ScryptLimits(maximumMemory: maxMemory))
-        let restore = BackupRestore(source: MeteredSource(input, meter: meter), passphrase: secret, options: options, observer: report)
-
-        let header = try restore.readHeader()
-        let vmList = try restore.readVMList()
+        let authenticated = try BackupRestore(source: MeteredSource(input, meter: meter), passphrase: secret,
+                                              options: options, observer: report).readHeader()
+        let header = authenticated.header
+        let backupFiles = try authenticated.readVMList()
+        let vmList = backupFiles.vms
         if list {
             guard let vmList else { throw QBError(.malformed, "the backup has no qubes.xml to list VMs from", subject: backup) }
             let included = vmList.filter(\.included)
@@ -127,10 +128,11 @@ struct QBRestore: QBCommand {
             ?? RestoreSelection(directoryNames: vms, dom0Home: dom0Home)
 
         if explain {
-            let planned = try restore.processFiles { _ in .skip }
+            let authentication = backupFiles.authentication, qubesXMLChunks = backupFiles.qubesXMLChunks
+            let planned = try backupFiles.process { _ in .skip }
             let script = ExplainScript(backup: backup, directory: directory, header: header,
-                                       authentication: restore.authentication!, passphrase: passphrase.source,
-                                       verifyOnly: verifyOnly, qubesXMLChunks: restore.qubesXMLChunks,
+                                       authentication: authentication, passphrase: passphrase.source,
+                                       verifyOnly: verifyOnly, qubesXMLChunks: qubesXMLChunks,
                                        readFilesystems: files, filesOnly: filesOnly)
             for line in script.lines(files: planned, selection: selection) { try Output.line(line) }
             return
@@ -148,7 +150,7 @@ struct QBRestore: QBCommand {
         var unclaimed: [String] = []
         let restored: [(file: String, chunks: Int)]
         do {
-            restored = try restore.processFiles { (file) throws(QBError) -> BackupRestore.Route in
+            restored = try backupFiles.process { (file) throws(QBError) -> BackupRestore.Route in
                 let vm = selection.owner(of: file)
                 if vm == nil { unclaimed.append(file) }
                 if verifyOnly {

@@ -55,10 +55,9 @@ import QBTestSupport
     /// backed-up path.
     static func restore(_ bytes: [UInt8], passphrase: String, into directory: URL,
                         options: RestoreOptions = RestoreOptions(parallelism: 2)) throws(QBError) {
-        let restore = BackupRestore(source: MemorySource(bytes), passphrase: Secret(passphrase), options: options)
-        _ = try restore.readHeader()
-        _ = try restore.readVMList()
-        try restore.processFiles { (file) throws(QBError) -> BackupRestore.Route in
+        let files = try BackupRestore(source: MemorySource(bytes), passphrase: Secret(passphrase), options: options)
+            .readHeader().readVMList()
+        try files.process { (file) throws(QBError) -> BackupRestore.Route in
             .stream(InnerArchiveTarget(directory: directory.path,
                                        relocation: try MemberRelocation(within: file, stripComponents: 0)))
         }

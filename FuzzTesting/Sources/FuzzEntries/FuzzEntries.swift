@@ -409,11 +409,10 @@ public enum FuzzEntries {
         let options = RestoreOptions(parallelism: 1, maximumChunkSize: 1 << 20,
                                      scryptLimits: ScryptLimits(maximumMemory: 128 * 8 * ((1 << 10) + 1 + 2), maximumP: 1),
                                      decompression: decompression, blockSize: blockSize)
-        let restore = BackupRestore(source: MemorySource(data), passphrase: Secret(passphrase), options: options)
         return run { () throws(QBError) in
-            _ = try restore.readHeader()
-            _ = try restore.readVMList()
-            try restore.processFiles { (_: String) throws(QBError) -> BackupRestore.Route in
+            let files = try BackupRestore(source: MemorySource(data), passphrase: Secret(passphrase), options: options)
+                .readHeader().readVMList()
+            try files.process { (_: String) throws(QBError) -> BackupRestore.Route in
                 .stream(InnerArchiveTarget(directory: nil, relocation: try MemberRelocation(within: nil, stripComponents: 0)))
             }
         }

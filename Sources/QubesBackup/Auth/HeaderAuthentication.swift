@@ -11,7 +11,7 @@ public enum HeaderAuthentication {
             return .scrypt
         }
         let line = try DigestLine(parsing: hmacFile, subject: "backup-header.hmac")
-        let digest = try HMACVerifier.verify(source: MemorySource(header), expected: line, passphrase: passphrase,
+        let digest = try HMACVerifier.verify(bytes: header.span.bytes, expected: line, passphrase: passphrase,
                                              subject: "backup-header")
         return .hmac(digest)
     }

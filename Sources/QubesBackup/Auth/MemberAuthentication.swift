@@ -35,13 +35,30 @@ public enum HMACVerifier {
     /// digest whose MAC matches. Mismatch is `.authentication`.
     public static func verify(source: ByteSource, expected: DigestLine, passphrase: Secret,
                               requested: DigestAlgorithm? = nil, subject: String) throws(QBError) -> DigestAlgorithm {
+        try verify(expected: expected, passphrase: passphrase, requested: requested, subject: subject) { (sink) throws(QBError) in
+            try pump(from: source, to: sink)
+        }
+    }
+
+    /// The same for bytes already in memory (a chunk, a header), computed
+    /// over their own storage.
+    public static func verify(bytes: RawSpan, expected: DigestLine, passphrase: Secret,
+                              requested: DigestAlgorithm? = nil, subject: String) throws(QBError) -> DigestAlgorithm {
+        try verify(expected: expected, passphrase: passphrase, requested: requested, subject: subject) { (sink) throws(QBError) in
+            try sink.write(bytes)
+            try sink.finish()
+        }
+    }
+
+    private static func verify(expected: DigestLine, passphrase: Secret, requested: DigestAlgorithm?, subject: String,
+                               feed: (ByteSink) throws(QBError) -> Void) throws(QBError) -> DigestAlgorithm {
         let algorithms = candidates(for: expected, requested: requested)
         guard !algorithms.isEmpty else {
             throw QBError(.authentication, "hmac does not match", subject: subject,
                           hint: "no known digest is \(expected.mac.count) bytes long; tampered backup")
         }
         let contexts = try algorithms.map { (a) throws(QBError) in try HMACContext(algorithm: a, key: passphrase) }
-        try pump(from: source, to: FanOut(contexts))
+        try feed(FanOut(contexts))
         for context in contexts where constantTimeEqual(try context.mac(), expected.mac) {
             return context.algorithm
         }

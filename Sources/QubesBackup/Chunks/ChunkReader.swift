@@ -16,17 +16,14 @@ public final class ChunkReader {
     private let reader: TarReader
     private var sequence: ChunkSequence
     public let maximumChunkSize: Int
-    private let buffer: IOBuffer
     /// Chunk memory given back by `recycle`. A fresh 100 MiB buffer costs the
     /// kernel 25,600 zeroed pages, about what authenticating its bytes
     /// costs, so the next chunk is read into one already touched.
     private var spares: [[UInt8]] = []
     private static let maximumSpares = 2
 
-    public init(reader: TarReader, layout: ChunkSequence.Layout, maximumChunkSize: Int, firstIndex: Int = 0,
-                bufferSize: Int = IOBuffer.defaultCapacity) {
+    public init(reader: TarReader, layout: ChunkSequence.Layout, maximumChunkSize: Int, firstIndex: Int = 0) {
         self.reader = reader
-        self.buffer = IOBuffer(capacity: Swift.max(bufferSize, 1))
         self.sequence = ChunkSequence(layout: layout, firstIndex: firstIndex)
         self.maximumChunkSize = maximumChunkSize
     }
@@ -46,9 +43,7 @@ public final class ChunkReader {
         }
         var bytes: [UInt8]?
         if try keep(name) {
-            let collected = MemorySink(limit: maximumChunkSize, expected: Int(entry.size), reusing: spares.popLast() ?? [])
-            try reader.copyContents(to: collected, buffer: buffer)
-            bytes = collected.take()
+            bytes = try readContents(of: entry, into: spares.popLast() ?? [])
         }
         guard sequence.layout == .hmacPairs else {
             return StoredChunk(name: name, bytes: bytes, mac: nil)
@@ -66,6 +61,25 @@ public final class ChunkReader {
             throw error.about(macEntry.name)
         }
         return StoredChunk(name: name, bytes: bytes, mac: mac)
+    }
+
+    /// The member's logical content (holes as zeros) in `storage`'s memory,
+    /// copied once, from the tar reader's buffer.
+    private func readContents(of entry: TarEntry, into storage: consuming [UInt8]) throws(QBError) -> [UInt8] {
+        var bytes = storage
+        bytes.removeAll(keepingCapacity: true)
+        bytes.reserveCapacity(Int(entry.size))
+        let size = Int(entry.size)
+        while try reader.readFragment({ (offset, fragment) throws(QBError) in
+            // The tar reader keeps fragments inside the member's size.
+            guard offset >= bytes.count, Int(offset) <= size - fragment.byteCount else {
+                throw QBError(.internalError, "member data out of order", subject: entry.name)
+            }
+            bytes.append(contentsOf: repeatElement(0, count: Int(offset) - bytes.count))
+            bytes.append(contentsOf: fragment)
+        }) {}
+        bytes.append(contentsOf: repeatElement(0, count: size - bytes.count))
+        return bytes
     }
 
     /// Gives back a chunk's memory once its bytes were released downstream;
@@ -109,7 +123,7 @@ public enum ChunkOpener: Sendable {
         switch self {
         case .hmac(let digest, let passphrase):
             let line = try DigestLine(parsing: mac ?? [], subject: name.description + ".hmac")
-            _ = try HMACVerifier.verify(source: MemorySource(bytes), expected: line, passphrase: passphrase,
+            _ = try HMACVerifier.verify(bytes: bytes.span.bytes, expected: line, passphrase: passphrase,
                                         requested: digest, subject: name.description)
             return bytes
         case .scrypt(let backupID, let passphrase, let limits):

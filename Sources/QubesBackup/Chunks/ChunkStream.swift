@@ -20,7 +20,7 @@ public enum ChunkStream {
                 let handoff = ChunkHandoff(consume chunk)
                 try jobs.submit({ () throws(QBError) -> [UInt8] in try opener.open(handoff.take()) },
                                 deliver: { (bytes: consuming [UInt8]) throws(QBError) in
-                                    try sink.write(contentsOf: bytes[...])
+                                    try sink.write(bytes.span.bytes)
                                     chunks.recycle(bytes)
                                 })
             }

@@ -10,31 +10,14 @@ import Dispatch
 /// allocates). Steps queued with `then` run after everything queued before
 /// them was delivered.
 public final class InOrderJobs {
-    private final class Job: @unchecked Sendable {
-        // @unchecked: `result` is written once by the worker before `done`
-        // is signalled and read only after waiting on it.
-        let done = DispatchSemaphore(value: 0)
-        var result: Result<[UInt8], QBError> = .failure(QBError(.internalError, "job did not run"))
-        private var work: (@Sendable () throws(QBError) -> [UInt8])?
-
-        init(_ work: @escaping @Sendable () throws(QBError) -> [UInt8]) { self.work = work }
-
-        /// Drops the work, and what it captured, before the result is handed
-        /// over: a chunk's bytes are then referenced once, and their memory
-        /// can be reused after delivery.
-        func run() {
-            guard let work else { return }
-            self.work = nil
-            result = Result { () throws(QBError) -> [UInt8] in try work() }
-        }
-    }
-
     private enum Entry {
-        case job(Job, deliver: (consuming [UInt8]) throws(QBError) -> Void)
+        case job(WorkerThread<[UInt8]>, deliver: (consuming [UInt8]) throws(QBError) -> Void)
         case step(() throws(QBError) -> Void)
     }
 
     public let parallelism: Int
+    /// Lets `parallelism` jobs compute at once; the one job more that may be
+    /// started waits here, its chunk already read.
     private let running: DispatchSemaphore
     private var entries: [Entry] = []
     private var head = 0
@@ -45,21 +28,21 @@ public final class InOrderJobs {
         running = DispatchSemaphore(value: self.parallelism)
     }
 
-    /// Starts `work` and queues `deliver` for its result; delivers older
-    /// results first when too many are waiting.
+    /// Starts `work` on a thread of its own and queues `deliver` for its
+    /// result; delivers older results first when too many are waiting. A
+    /// thread per job costs microseconds against a chunk's milliseconds to
+    /// seconds, and no job can then wait behind a blocked one.
     public func submit(_ work: @escaping @Sendable () throws(QBError) -> [UInt8],
                        deliver: @escaping (consuming [UInt8]) throws(QBError) -> Void) throws(QBError) {
-        let job = Job(work)
         let running = self.running
-        DispatchQueue.global().async {
-            running.wait()
-            job.run()
-            running.signal()
-            job.done.signal()
-        }
-        entries.append(.job(job, deliver: deliver))
-        jobsWaiting += 1
         do throws(QBError) {
+            let job = try WorkerThread { () throws(QBError) -> [UInt8] in
+                running.wait()
+                defer { running.signal() }
+                return try work()
+            }
+            entries.append(.job(job, deliver: deliver))
+            jobsWaiting += 1
             while jobsWaiting > parallelism { try deliverOldest() }
         } catch {
             cancel()
@@ -87,7 +70,7 @@ public final class InOrderJobs {
     /// cleanup at exit would pull its state from under the job.
     public func cancel() {
         while head < entries.count {
-            if case .job(let job, _) = entries[head] { job.done.wait() }
+            if case .job(let job, _) = entries[head] { _ = job.join() }
             head += 1
         }
         entries.removeAll()
@@ -102,10 +85,10 @@ public final class InOrderJobs {
         if head == entries.count { entries.removeAll(keepingCapacity: true); head = 0 }
         switch entry {
         case .job(let job, let deliver):
-            job.done.wait()
             jobsWaiting -= 1
-            let bytes = try job.result.get()
-            job.result = .success([])
+            // join() hands over the thread's only reference to the bytes,
+            // so their memory can be reused after delivery.
+            let bytes = try job.join().get()
             try deliver(consume bytes)
         case .step(let step):
             try step()

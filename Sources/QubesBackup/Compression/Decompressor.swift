@@ -17,8 +17,9 @@ public struct DecompressionOptions: Sendable {
     /// zstd's own default limit (larger windows need `zstd --long`).
     public var zstdWindowLogMax: Int32 = 27
     /// Most decompressed bytes passed downstream; more is `.limitExceeded`.
-    /// For outputs whose size is known or small by nature (`qubes.xml`,
-    /// a volume of known size), so a small bomb cannot fill a disk.
+    /// The tools leave it unlimited (the inner archive's own checks bound
+    /// what is kept); the fuzz targets set it so that one small input
+    /// cannot make a run take minutes.
     public var outputLimit: UInt64 = .max
     /// Most bytes passed downstream in one write, and the size of the one
     /// output block every decoder holds. Smaller blocks cost more calls;
@@ -164,9 +165,10 @@ func makeFormatDecoder(_ format: CompressionFormat, downstream: ByteSink, option
     }
 }
 
-/// The output side every decoder shares: one block, allocated once, that a
-/// C call fills and that is handed downstream at once — so memory stays
-/// bounded whatever the compression ratio.
+/// The output side every decoder shares: one block that a C call fills and
+/// that is handed downstream at once — so memory stays bounded whatever the
+/// compression ratio. A channel downstream takes the filled block and gives
+/// back an empty one of the same size.
 final class DecodedOutput {
     private let block: IOBuffer
     let downstream: ByteSink
@@ -188,10 +190,9 @@ final class DecodedOutput {
         if total > limit {
             throw QBError(.limitExceeded, "decompressed data is larger than \(limit) bytes", hint: "refused: more than the expected size")
         }
-        if produced > 0 {
-            try block.withReadable { (bytes) throws(QBError) in try downstream.write(bytes) }
-        }
-        return produced == block.capacity
+        let filled = produced == block.capacity
+        if produced > 0 { try downstream.write(block: block) }
+        return filled
     }
 }
 

@@ -42,7 +42,7 @@ final class FilePipeline {
     private let passphrase: Secret
     private let decompression: DecompressionOptions
     private let blockSize: Int
-    private let channel = ByteChannel()
+    private let channel: ByteChannel
     private let perChunkVolumes: Bool
     private var consumer: WorkerThread<InnerArchiveResult>?
     private var stream: ByteSink?
@@ -55,6 +55,9 @@ final class FilePipeline {
         self.decompression = decompression
         let blockSize = Swift.max(blockSize, 4096)
         self.blockSize = blockSize
+        // Blocks of the inner reader's buffer size, so that blocks are
+        // handed to it rather than copied into it.
+        self.channel = ByteChannel(blockSize: blockSize)
         self.perChunkVolumes = header.version == 2
         let channel = self.channel
         let volumes = perChunkVolumes
@@ -90,14 +93,14 @@ final class FilePipeline {
         return sink
     }
 
-    /// Takes the next authenticated (v4: decrypted) chunk.
-    func deliver(_ bytes: [UInt8]) throws(QBError) {
+    /// Takes the next authenticated (v4: decrypted) chunk, lent in place.
+    func deliver(_ bytes: borrowing [UInt8]) throws(QBError) {
         do throws(QBError) {
             if let stream {
-                try stream.write(contentsOf: bytes[...])
+                try stream.write(bytes.span.bytes)
             } else {
                 let volume = try stages(into: ChannelVolumeSink(channel))
-                try volume.write(contentsOf: bytes[...])
+                try volume.write(bytes.span.bytes)
                 try volume.finish()
             }
         } catch {

@@ -13,10 +13,14 @@ import Synchronization
 /// error), and a failed writer makes the reader throw the writer's error.
 /// Volume marks let a multi-volume archive (v2) travel through one channel.
 public final class ByteChannel: @unchecked Sendable {
-    // @unchecked: all mutable state is inside `state`; the semaphores are
-    // thread-safe.
-    private enum Item {
-        case bytes([UInt8])
+    // @unchecked: what both sides touch is inside `state`, behind its
+    // lock; the reading side's own fields (`pending`, the end flags) are
+    // used only by the one reader thread; the semaphores are thread-safe.
+    /// @unchecked: a block changes hands whole — the writer keeps no
+    /// reference to a block it queued, the reader none to a block it gave
+    /// back — so one thread at a time uses it.
+    private enum Item: @unchecked Sendable {
+        case block(IOBuffer)
         case endOfVolume
         case end
     }
@@ -26,10 +30,13 @@ public final class ByteChannel: @unchecked Sendable {
         var head = 0
         var writerError: QBError?
         var readerStopped = false
-        /// Blocks the reader has emptied, for the writer's next copies: fresh
+        /// Empty blocks for the writer's next exchange or copy: fresh
         /// memory costs a zeroed page per 4 KiB, reused memory nothing.
-        var spares: [[UInt8]] = []
+        var spares: [Spare] = []
     }
+
+    /// An empty block; @unchecked for the same reason as `Item`.
+    private struct Spare: @unchecked Sendable { let block: IOBuffer }
 
     /// What a write throws once the reader has stopped; the reader's own
     /// error is the one to report.
@@ -40,9 +47,12 @@ public final class ByteChannel: @unchecked Sendable {
     private let items = DispatchSemaphore(value: 0)
 
     private let blocks: Int
+    /// Capacity of every block the channel queues.
+    public let blockSize: Int
 
-    public init(blocks: Int = 4) {
+    public init(blocks: Int = 4, blockSize: Int = IOBuffer.defaultCapacity) {
         self.blocks = max(1, blocks)
+        self.blockSize = max(1, blockSize)
         // Made at 0 and raised: libdispatch traps ("semaphore object
         // deallocated while in use") when a semaphore goes away below the
         // value it was created with, which is how a channel is left when its
@@ -66,12 +76,34 @@ public final class ByteChannel: @unchecked Sendable {
         items.signal()
     }
 
+    private func spare() -> IOBuffer {
+        state.withLock { $0.spares.popLast() }?.block ?? IOBuffer(capacity: blockSize)
+    }
+
+    /// Copies `bytes` into blocks of the channel's size.
     public func write(_ bytes: RawSpan) throws(QBError) {
-        if bytes.byteCount == 0 { return }
-        var copy = state.withLock { $0.spares.popLast() } ?? []
-        copy.reserveCapacity(bytes.byteCount)
-        copy.append(contentsOf: bytes)
-        try put(.bytes(copy))
+        var rest = bytes
+        while rest.byteCount > 0 {
+            let n = min(rest.byteCount, blockSize)
+            let block = spare()
+            block.append(rest.extracting(0..<n))
+            rest = rest.extracting(n...)
+            try put(.block(block))
+        }
+    }
+
+    /// Queues `block`'s memory itself when it has the channel's size; the
+    /// caller gets an empty spare of that size in exchange.
+    public func write(block: IOBuffer) throws(QBError) {
+        guard block.capacity == blockSize else {
+            try block.withReadable { (bytes) throws(QBError) in try write(bytes) }
+            block.clear()
+            return
+        }
+        if block.isEmpty { return }
+        let queued = spare()
+        queued.exchange(with: block)
+        try put(.block(queued))
     }
 
     /// Ends the current volume; the reader's volume source returns end of
@@ -95,8 +127,8 @@ public final class ByteChannel: @unchecked Sendable {
         slots.signal()
     }
 
-    private var pending: [UInt8] = []
-    private var pendingOffset = 0
+    /// The block being read, and how the stream stands.
+    private var pending: IOBuffer?
     private var atVolumeEnd = false
     private var atEnd = false
 
@@ -127,52 +159,68 @@ public final class ByteChannel: @unchecked Sendable {
         }
     }
 
+    /// Takes the next item; false at a volume's or the stream's end.
+    private func takeBlock() throws(QBError) -> Bool {
+        switch try take() {
+        case .block(let b): pending = b; return true
+        case .endOfVolume: atVolumeEnd = true; return false
+        case .end: atEnd = true; return false
+        }
+    }
+
     /// Reads within the current volume; 0 at its end (or the stream's).
     fileprivate func readVolume(into buffer: IOBuffer) throws(QBError) -> Int {
-        while pendingOffset == pending.count {
+        while pending?.isEmpty ?? true {
+            if let empty = pending { pending = nil; giveBack(empty) }
             if atVolumeEnd || atEnd { return 0 }
-            let item = try take()
-            giveBack(&pending)
-            pendingOffset = 0
-            switch item {
-            case .bytes(let b): pending = b
-            case .endOfVolume: atVolumeEnd = true
-            case .end: atEnd = true
-            }
+            _ = try takeBlock()
         }
-        let n = min(buffer.freeCapacity, pending.count - pendingOffset)
-        buffer.append(pending[pendingOffset..<(pendingOffset + n)])
-        pendingOffset += n
+        let block = pending!
+        if buffer.capacity == block.capacity && buffer.freeCapacity == buffer.capacity {
+            // The reader's buffer is empty and of the block's size: lend it
+            // the block itself.
+            buffer.exchange(with: block)
+            pending = nil
+            giveBack(block)
+            return buffer.readableCount
+        }
+        let n = min(buffer.freeCapacity, block.readableCount)
+        block.withReadable { bytes in buffer.append(bytes.extracting(0..<n)) }
+        block.consume(n)
+        if block.isEmpty {
+            pending = nil
+            giveBack(block)
+        }
         return n
     }
 
-    private func giveBack(_ used: inout [UInt8]) {
-        var block: [UInt8] = []
-        swap(&block, &used)
-        guard block.capacity > 0 else { return }
-        block.removeAll(keepingCapacity: true)
+    private func giveBack(_ block: IOBuffer) {
+        block.clear()
+        let spare = Spare(block: block)
         state.withLock { s in
-            if s.spares.count < blocks { s.spares.append(block) }
+            if s.spares.count < blocks { s.spares.append(spare) }
         }
     }
 
     /// Moves past a volume end; false at the end of the stream.
     fileprivate func startNextVolume() throws(QBError) -> Bool {
-        // Drain whatever the reader left of the current volume.
-        let scratch = IOBuffer(capacity: 1 << 16)
+        // Drop whatever the reader left of the current volume.
+        if let block = pending {
+            pending = nil
+            giveBack(block)
+        }
         while !atVolumeEnd && !atEnd {
-            scratch.clear()
-            if try readVolume(into: scratch) == 0 { break }
+            if try takeBlock() {
+                giveBack(pending!)
+                pending = nil
+            }
         }
         if atEnd { return false }
         atVolumeEnd = false
         // A stream that ends right after a volume end has no further volume.
-        pending = []; pendingOffset = 0
-        switch try take() {
-        case .bytes(let b): pending = b; return true
-        case .endOfVolume: atVolumeEnd = true; return true
-        case .end: atEnd = true; return false
-        }
+        if try takeBlock() { return true }
+        if atVolumeEnd { return true }
+        return false
     }
 
     /// The reading side as one stream: volume marks are not expected.
@@ -210,5 +258,6 @@ public final class ChannelVolumeSink: ByteSink {
     private let channel: ByteChannel
     public init(_ channel: ByteChannel) { self.channel = channel }
     public func write(_ bytes: RawSpan) throws(QBError) { try channel.write(bytes) }
+    public func write(block: IOBuffer) throws(QBError) { try channel.write(block: block) }
     public func finish() throws(QBError) { try channel.endVolume() }
 }

@@ -3,6 +3,11 @@
 public protocol ByteSink: AnyObject {
     /// Accepts the next bytes of the stream. The span is only valid for the call.
     func write(_ bytes: RawSpan) throws(QBError)
+    /// Accepts the unread bytes of a filled block and leaves the block empty.
+    /// A sink that queues blocks for another thread (`ByteChannel`) takes
+    /// the block's memory in exchange for an empty block of the same
+    /// capacity instead of copying it; every other sink gets `write(_:)`.
+    func write(block: IOBuffer) throws(QBError)
     /// Called once after the last write. A sink that checks a trailer (padding,
     /// gzip CRC, MAC) or renames a finished file does it here; EOF alone is
     /// never success. A transform finishes its downstream sink too.
@@ -17,15 +22,16 @@ public protocol ByteSource: AnyObject {
     func read(into buffer: IOBuffer) throws(QBError) -> Int
 }
 
-/// The one copy loop: moves everything from `source` to `sink` in large
-/// blocks, then finishes the sink.
+/// Moves everything from `source` to `sink` in blocks of `bufferSize`,
+/// then finishes the sink: the loop of the tools whose input is a file or
+/// pipe.
 public func pump(from source: ByteSource, to sink: ByteSink, bufferSize: Int = IOBuffer.defaultCapacity) throws(QBError) {
     let buffer = IOBuffer(capacity: bufferSize)
     while true {
         buffer.clear()
         let n = try source.read(into: buffer)
         if n == 0 { break }
-        try buffer.withReadable { (bytes) throws(QBError) in try sink.write(bytes) }
+        try sink.write(block: buffer)
     }
     try sink.finish()
 }
@@ -61,18 +67,15 @@ extension Array where Element == UInt8 {
 }
 
 extension ByteSink {
-    /// Writes bytes held in an array, in blocks of at most an IOBuffer.
+    public func write(block: IOBuffer) throws(QBError) {
+        try block.withReadable { (bytes) throws(QBError) in try write(bytes) }
+        block.clear()
+    }
+
+    /// Writes bytes held in an array, lent as they are: no sink needs its
+    /// input in blocks (each bounds its own output), so none is copied.
     public func write(contentsOf bytes: ArraySlice<UInt8>) throws(QBError) {
-        if let fd = self as? FileDescriptor { return try fd.write(bytes) }
-        let block = IOBuffer(capacity: Swift.max(1, Swift.min(bytes.count, IOBuffer.defaultCapacity)))
-        var rest = bytes
-        while !rest.isEmpty {
-            let n = Swift.min(block.capacity, rest.count)
-            block.clear()
-            block.append(rest.prefix(n))
-            try block.withReadable { (span) throws(QBError) in try write(span) }
-            rest = rest.dropFirst(n)
-        }
+        try write(bytes.span.bytes)
     }
 }
 

@@ -6,7 +6,9 @@ public final class IOBuffer {
     /// enough to stay in cache-friendly territory.
     public static let defaultCapacity = 1 << 20
 
-    private let storage: UnsafeMutableRawBufferPointer
+    /// Owned by this buffer until `exchange(with:)` trades it, then by the
+    /// other: each allocation is freed once, by whichever buffer holds it.
+    private var storage: UnsafeMutableRawBufferPointer
     private var start = 0
     private var end = 0
 
@@ -46,6 +48,18 @@ public final class IOBuffer {
     /// Lends the unread bytes.
     public func withReadable<R, E: Error>(_ body: (RawSpan) throws(E) -> R) throws(E) -> R {
         try body(RawSpan(_unsafeBytes: UnsafeRawBufferPointer(rebasing: storage[start..<end])))
+    }
+
+    /// Trades everything, storage and unread range, with `other`: a stage
+    /// hands a filled block on, and takes an empty one back, without copying
+    /// a byte. Spans lent by `withReadable` end with their closure, so none
+    /// can outlive the trade. Both must have the same capacity, which so
+    /// stays fixed.
+    public func exchange(with other: IOBuffer) {
+        precondition(capacity == other.capacity, "IOBuffer exchange of unequal capacities")
+        swap(&storage, &other.storage)
+        swap(&start, &other.start)
+        swap(&end, &other.end)
     }
 
     /// Copies `bytes` in after the unread bytes; they must fit.

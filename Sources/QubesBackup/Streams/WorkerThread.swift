@@ -2,9 +2,11 @@
 import Glibc
 #endif
 
-/// A thread of its own for a stage that blocks (a pull parser reading a
-/// `ByteChannel`): Dispatch's pool is kept for the short, CPU-bound jobs
-/// (key derivations, MACs), so a blocked stage can never starve them.
+/// A thread of its own: every concurrent piece of a restore runs on one —
+/// the inner archive's pull parser reading a `ByteChannel`, each chunk's
+/// key derivation or MAC (`InOrderJobs`), the early v4 derivation. Each
+/// may block without holding up any other, which a fixed pool cannot
+/// promise.
 public final class WorkerThread<Value: Sendable> {
     /// Written by the thread before it exits, read only after pthread_join.
     private final class Cell: @unchecked Sendable {
@@ -31,13 +33,17 @@ public final class WorkerThread<Value: Sendable> {
         }
     }
 
-    /// Waits for the thread and returns what it returned or threw.
+    /// Waits for the thread and hands over what it returned or threw; the
+    /// thread keeps no reference to it (a chunk's memory can then be
+    /// reused). A second call has nothing left to hand over.
     public func join() -> Result<Value, QBError> {
         if !joined {
             pthread_join(thread, nil)
             joined = true
         }
-        return cell.result ?? .failure(QBError(.internalError, "worker thread ended without a result"))
+        var result: Result<Value, QBError>? = nil
+        swap(&result, &cell.result)
+        return result ?? .failure(QBError(.internalError, "worker thread result already taken, or none"))
     }
 
     deinit { if !joined { pthread_join(thread, nil) } }

@@ -128,7 +128,6 @@ public final class OpenSSLEncDecryptor: ByteSink {
 
     private func flush() throws(QBError) {
         guard !output.isEmpty else { return }
-        try output.withReadable { (bytes) throws(QBError) in try downstream.write(bytes) }
-        output.clear()
+        try downstream.write(block: output)
     }
 }
