@@ -149,7 +149,7 @@ public struct BackupFiles: ~Copyable {
     fileprivate let opener: ChunkOpener
     fileprivate let chunks: ChunkReader
     /// The chunk after qubes.xml's last, read before routes were known.
-    fileprivate let first: StoredChunk?
+    fileprivate var first: StoredChunk?
 
     /// Reads the rest of the backup, file by file, doing with each what
     /// `route` says. Returns the files met, with their chunk counts, in order.
@@ -178,7 +178,9 @@ public struct BackupFiles: ~Copyable {
         }
 
         do throws(QBError) {
-            var next = first
+            // Taken, not copied: a second reference to the chunk's bytes
+            // would make a v4 chunk's in-place decryption copy them.
+            var next = first.take()
             while let chunk = next {
                 next = nil
                 let file = chunk.name.file
