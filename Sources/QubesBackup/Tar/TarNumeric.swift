@@ -1,5 +1,6 @@
-/// Numeric header fields: octal ASCII (GNU, ustar, v7) or GNU base-256, and
-/// the header checksum. Field offsets are in `TarBlock`.
+/// Numeric header fields: octal ASCII (GNU, ustar, v7) or GNU base-256, the
+/// header checksum, and the decimal values of PAX records. Field offsets
+/// are in `TarHeaderBlock`.
 enum TarNumeric {
     /// Parses a numeric field. Octal digits may be surrounded by spaces and
     /// end with NUL or space; an all-blank field is 0. A first byte with bit
@@ -45,12 +46,13 @@ enum TarNumeric {
     /// Whether the checksum field matches the block: GNU tar accepts both
     /// the unsigned and the signed byte sum (old Sun tars used signed chars).
     static func checksumMatches(_ block: [UInt8]) throws(QBError) -> Bool {
-        let stored = try parse(block[148..<156], what: "checksum")
+        let field = TarHeaderBlock.Field.checksum
+        let stored = try parse(block[field], what: "checksum")
         var unsigned = 0
         var signed = 0
         block.withUnsafeBufferPointer { b in
-            for i in 0..<512 {
-                let byte = (i >= 148 && i < 156) ? 0x20 : b[i]
+            for i in 0..<TarHeaderBlock.size {
+                let byte = field.contains(i) ? 0x20 : b[i]
                 unsigned &+= Int(byte)
                 signed &+= Int(Int8(bitPattern: byte))
             }
@@ -96,10 +98,45 @@ enum TarNumeric {
     /// The unsigned byte sum of a header with its checksum field counted as
     /// spaces: the value a writer stores (readers also accept the signed sum).
     static func checksum(_ block: [UInt8]) -> Int {
+        let field = TarHeaderBlock.Field.checksum
         var sum = 0
         block.withUnsafeBufferPointer { b in
-            for i in 0..<512 { sum &+= (i >= 148 && i < 156) ? 0x20 : Int(b[i]) }
+            for i in 0..<TarHeaderBlock.size { sum &+= field.contains(i) ? 0x20 : Int(b[i]) }
         }
         return sum
+    }
+
+    /// A PAX record's decimal value; `key` names it in the error.
+    static func paxNumber(_ v: [UInt8], key: String) throws(QBError) -> Int64 {
+        guard let n = TarNumeric.decimal(v[...]) else {
+            throw QBError(.malformed, "invalid \(key) in extended header", hint: "corrupt or hostile archive")
+        }
+        return n
+    }
+
+    /// PAX times are decimal seconds with an optional fraction (kept to
+    /// nanoseconds; further digits dropped).
+    static func paxTime(_ v: [UInt8]) throws(QBError) -> (Int64, Int) {
+        let bad = QBError(.malformed, "invalid mtime in extended header", hint: "corrupt or hostile archive")
+        var s = v[...]
+        var negative = false
+        if s.first == 0x2D { negative = true; s = s.dropFirst() }
+        var nanoseconds = 0
+        if let dot = s.firstIndex(of: 0x2E) {
+            let fraction = s[(dot + 1)...]
+            guard fraction.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { throw bad }
+            var scale = 100_000_000
+            for digit in fraction.prefix(9) {
+                nanoseconds += Int(digit - 0x30) * scale
+                scale /= 10
+            }
+            s = s[s.startIndex..<dot]
+        }
+        guard var seconds = TarNumeric.decimal(s) else { throw bad }
+        if negative {
+            seconds = -seconds
+            if nanoseconds > 0 { seconds -= 1; nanoseconds = 1_000_000_000 - nanoseconds }
+        }
+        return (seconds, nanoseconds)
     }
 }

@@ -16,7 +16,7 @@ public final class TarPassThrough {
         try sink.write(header.span.bytes)
         let sink = self.sink
         while try reader.readFragment({ (_, bytes: RawSpan) throws(QBError) in try sink.write(bytes) }) {}
-        let pad = Int((512 - entry.storedSize % 512) % 512)
+        let pad = TarHeaderBlock.padding(after: entry.storedSize)
         if pad > 0 { try write(zeros[0..<pad]) }
     }
 

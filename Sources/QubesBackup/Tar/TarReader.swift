@@ -19,6 +19,11 @@ private let zeroBytes = [UInt8](repeating: 0, count: 1 << 16)
 /// skipped (concatenated `tar` sessions, the outer backup stream), but the
 /// input must still end after a zero block. Every error is sticky: later
 /// calls throw it again.
+///
+/// Where fields sit in a header block is `TarHeaderBlock`'s business, how
+/// each sparse encoding lists its regions `SparseFormats`'; this class is
+/// the cursor over them: buffering, volumes, the position in member data,
+/// which header overrides which, and where the archive may end.
 public final class TarReader {
     /// How strictly to read and how much to accept.
     public struct Options: Sendable {
@@ -34,22 +39,63 @@ public final class TarReader {
     }
 
     private let options: Options
-    private let volumes: TarVolumeSequence
-    private var source: ByteSource?
+    private var input: VolumeInput
+    /// Read ahead of the cursor; volume boundaries are crossed into it.
     private let buffer: IOBuffer
     private var stickyError: QBError?
     private var ended = false
     private var globalRecords = PAXRecords()
+    /// The member last returned by `next()`, until the following call.
+    private var member: MemberCursor?
 
-    // The member being read.
-    private var current: TarEntry?
-    private var regions: [SparseRegion] = []
-    private var regionIndex = 0
-    private var offsetInRegion: Int64 = 0
-    private var physicalRemaining: Int64 = 0
-    private var paddingRemaining = 0
-    private var logicalPosition: Int64 = 0
-    private var inMemberData = false
+    /// Where reading stands in a member's data. Stored bytes come region by
+    /// region; the logical position runs ahead of them over holes when
+    /// `read(into:)` produces zeros.
+    private struct MemberCursor {
+        let entry: TarEntry
+        /// The stored regions in order; a member without a sparse map has
+        /// one covering all of it (none when it is empty).
+        let regions: [SparseRegion]
+        var regionIndex = 0
+        var offsetInRegion: Int64 = 0
+        /// Stored bytes not yet read, in this volume or later ones.
+        var physicalRemaining: Int64
+        var paddingRemaining: Int
+        /// The next logical byte `read(into:)` returns.
+        var logicalPosition: Int64 = 0
+        /// False once the padding after the data has been consumed.
+        var inData = true
+
+        init(entry: TarEntry, regions: [SparseRegion], dataSize: Int64) {
+            self.entry = entry
+            self.regions = regions
+            physicalRemaining = entry.storedSize
+            paddingRemaining = TarHeaderBlock.padding(after: dataSize)
+        }
+
+        var storedDataLeft: Bool { physicalRemaining > 0 && regionIndex < regions.count }
+
+        /// Where the hole before the current region ends: the region's
+        /// offset, or the end of the file after the last region.
+        var holeEnd: Int64 { regionIndex < regions.count ? regions[regionIndex].offset : entry.size }
+
+        /// Bytes of the current region not yet read.
+        var leftInRegion: Int64 { regions[regionIndex].length - offsetInRegion }
+
+        /// The logical offset of the next stored byte.
+        var storedOffset: Int64 { regions[regionIndex].offset + offsetInRegion }
+
+        /// Counts `n` stored bytes as read.
+        mutating func advance(_ n: Int) {
+            physicalRemaining -= Int64(n)
+            offsetInRegion += Int64(n)
+            logicalPosition = regions[regionIndex].offset + offsetInRegion
+            if offsetInRegion == regions[regionIndex].length {
+                regionIndex += 1
+                offsetInRegion = 0
+            }
+        }
+    }
 
     /// Reads one archive from `source`.
     public convenience init(source: ByteSource, options: Options = Options(), bufferSize: Int = IOBuffer.defaultCapacity) {
@@ -61,7 +107,7 @@ public final class TarReader {
     /// an `M` header whose name matches, whose size equals the stored bytes
     /// still expected, and whose offset plus size equals the member's size.
     public init(volumes: TarVolumeSequence, options: Options = Options(), bufferSize: Int = IOBuffer.defaultCapacity) {
-        self.volumes = volumes
+        self.input = VolumeInput(volumes: volumes)
         self.options = options
         self.buffer = IOBuffer(capacity: max(bufferSize, 4096))
     }
@@ -116,45 +162,59 @@ public final class TarReader {
         case partial(allZero: Bool)
     }
 
-    private var volumesExhausted = false
+    /// The volumes, read one after another.
+    private struct VolumeInput {
+        let volumes: TarVolumeSequence
+        /// The volume being read: nil before the first is opened and after
+        /// the last ended.
+        private(set) var source: ByteSource?
+        private var exhausted = false
 
-    private func currentSource() throws(QBError) -> ByteSource? {
-        if source == nil { source = try nextVolume() }
-        return source
-    }
+        init(volumes: TarVolumeSequence) { self.volumes = volumes }
 
-    private func nextVolume() throws(QBError) -> ByteSource? {
-        if volumesExhausted { return nil }
-        let v = try volumes.nextVolume()
-        if v == nil { volumesExhausted = true }
-        return v
+        /// The volume being read, opening the first when needed.
+        mutating func current() throws(QBError) -> ByteSource? {
+            if source == nil { source = try following() }
+            return source
+        }
+
+        /// Moves on to the next volume; false after the last.
+        mutating func advance() throws(QBError) -> Bool {
+            source = try following()
+            return source != nil
+        }
+
+        /// Once the sequence said it has no more, it is not asked again.
+        private mutating func following() throws(QBError) -> ByteSource? {
+            if exhausted { return nil }
+            let volume = try volumes.nextVolume()
+            if volume == nil { exhausted = true }
+            return volume
+        }
     }
 
     /// Reads one 512-byte block outside member data. Volume boundaries
     /// between blocks are crossed silently.
     private func readBlock() throws(QBError) -> Block {
-        while buffer.readableCount < 512 {
-            if buffer.freeCapacity < 512 { buffer.compact() }
-            guard let src = try currentSource() else { break }
+        let blockSize = TarHeaderBlock.size
+        while buffer.readableCount < blockSize {
+            if buffer.freeCapacity < blockSize { buffer.compact() }
+            guard let src = try input.current() else { break }
             if try src.read(into: buffer) > 0 { continue }
-            if buffer.isEmpty, let next = try nextVolume() {
-                source = next
-                continue
-            }
-            if !buffer.isEmpty, try nextVolume() != nil {
+            guard try input.advance() else { break }
+            // A block never spans two volumes.
+            guard buffer.isEmpty else {
                 throw QBError(.malformed, "volume does not end on a 512-byte block boundary", hint: "corrupt multi-volume archive")
             }
-            source = nil
-            break
         }
-        if buffer.readableCount >= 512 {
+        if buffer.readableCount >= blockSize {
             let block = buffer.withReadable { (span: RawSpan) -> [UInt8] in
                 var b: [UInt8] = []
-                b.reserveCapacity(512)
-                b.append(contentsOf: span.extracting(0..<512))
+                b.reserveCapacity(blockSize)
+                b.append(contentsOf: span.extracting(0..<blockSize))
                 return b
             }
-            buffer.consume(512)
+            buffer.consume(blockSize)
             return .block(block)
         }
         if buffer.isEmpty { return .end }
@@ -170,13 +230,9 @@ public final class TarReader {
     private func refillData() throws(QBError) {
         precondition(buffer.isEmpty)
         while true {
-            guard let src = try currentSource() else { throw truncated() }
+            guard let src = try input.current() else { throw truncated() }
             if try src.read(into: buffer) > 0 { return }
-            guard let next = try nextVolume() else {
-                source = nil
-                throw truncated()
-            }
-            source = next
+            guard try input.advance() else { throw truncated() }
             try readContinuationHeader()
             // Reading the header may have buffered the volume's data already.
             if !buffer.isEmpty { return }
@@ -184,20 +240,21 @@ public final class TarReader {
     }
 
     private func truncated() -> QBError {
-        QBError(.truncated, "truncated archive", subject: current?.name,
+        QBError(.truncated, "truncated archive", subject: member?.entry.name,
                 hint: "the input ends inside a member; a chunk or volume may be missing")
     }
 
     private func readContinuationHeader() throws(QBError) {
-        guard let entry = current else { return }
+        guard let member else { return }
+        let entry = member.entry
         var longName: [UInt8]?
         while true {
-            guard case .block(let b) = try readBlock() else { throw truncated() }
-            if isAllZero(b) { throw QBError(.malformed, "volume starts with a zero block inside a member", subject: entry.name) }
-            try verifyChecksum(b)
-            let type = b[156]
+            let header = try readHeaderBlock()
+            if header.isAllZero { throw QBError(.malformed, "volume starts with a zero block inside a member", subject: entry.name) }
+            try header.verifyChecksum()
+            let type = header.typeflag
             if type == UInt8(ascii: "L") {
-                longName = try readMetaData(header: b, limit: options.limits.maxNameLength, what: "long name").value
+                longName = try readMetaData(header: header, limit: options.limits.maxNameLength, what: "long name").value
                 continue
             }
             if type == UInt8(ascii: "V") { continue }
@@ -205,14 +262,14 @@ public final class TarReader {
                 throw QBError(.malformed, "volume does not continue the member in progress", subject: entry.name,
                               hint: "volumes out of order or one missing")
             }
-            let name = longName ?? cString(b[0..<100])
-            let size = try TarNumeric.parse(b[124..<136], what: "size")
-            let offset = try TarNumeric.parse(b[369..<381], what: "offset")
+            let name = longName ?? header.name
+            let size = try header.size
+            let offset = try header.gnuOffset
             guard name == entry.path || name == stripDotSlash(entry.path) else {
                 throw QBError(.malformed, "continuation header names \(String(decoding: name, as: UTF8.self))", subject: entry.name,
                               hint: "volumes out of order or one missing")
             }
-            guard size == physicalRemaining, offset <= Int64.max - size, offset + size == entry.size else {
+            guard size == member.physicalRemaining, offset <= Int64.max - size, offset + size == entry.size else {
                 throw QBError(.malformed, "continuation header does not match the data still expected", subject: entry.name,
                               hint: "volumes out of order or one missing")
             }
@@ -227,118 +284,100 @@ public final class TarReader {
     // MARK: - Member data
 
     private func consumePadding() throws(QBError) {
-        while paddingRemaining > 0 {
+        while member!.paddingRemaining > 0 {
             if buffer.isEmpty {
                 // Padding is always in the same volume as the data it pads.
-                guard let src = try currentSource(), try src.read(into: buffer) > 0 else { throw truncated() }
+                guard let src = try input.current(), try src.read(into: buffer) > 0 else { throw truncated() }
             }
-            let n = min(paddingRemaining, buffer.readableCount)
+            let n = min(member!.paddingRemaining, buffer.readableCount)
             buffer.consume(n)
-            paddingRemaining -= n
+            member!.paddingRemaining -= n
         }
-        inMemberData = false
+        member!.inData = false
     }
 
     private func fragment(_ body: (Int64, RawSpan) throws(QBError) -> Void) throws(QBError) -> Bool {
-        guard inMemberData else { return false }
-        guard physicalRemaining > 0, regionIndex < regions.count else {
+        guard member?.inData == true else { return false }
+        guard member!.storedDataLeft else {
             try consumePadding()
             return false
         }
         if buffer.isEmpty { try refillData() }
-        let region = regions[regionIndex]
-        let n = Int(min(Int64(buffer.readableCount), physicalRemaining, region.length - offsetInRegion))
-        let offset = region.offset + offsetInRegion
+        let cursor = member!
+        let n = Int(min(Int64(buffer.readableCount), cursor.physicalRemaining, cursor.leftInRegion))
+        let offset = cursor.storedOffset
         try buffer.withReadable { (span: RawSpan) throws(QBError) in try body(offset, span.extracting(0..<n)) }
         buffer.consume(n)
-        advance(n)
+        member!.advance(n)
         return true
     }
 
-    private func advance(_ n: Int) {
-        physicalRemaining -= Int64(n)
-        offsetInRegion += Int64(n)
-        logicalPosition = regions[regionIndex].offset + offsetInRegion
-        if offsetInRegion == regions[regionIndex].length {
-            regionIndex += 1
-            offsetInRegion = 0
-        }
-    }
-
     private func readLogical(into output: IOBuffer) throws(QBError) -> Int {
-        guard inMemberData, let entry = current else { return 0 }
+        guard let cursor = member, cursor.inData else { return 0 }
         precondition(output.freeCapacity > 0, "no room in the output buffer")
-        let holeEnd: Int64
-        if regionIndex < regions.count {
-            holeEnd = regions[regionIndex].offset
-        } else {
-            holeEnd = entry.size
-        }
-        if logicalPosition < holeEnd && offsetInRegion == 0 {
-            let n = Int(min(Int64(output.freeCapacity), holeEnd - logicalPosition))
+        let holeEnd = cursor.holeEnd
+        if cursor.logicalPosition < holeEnd && cursor.offsetInRegion == 0 {
+            let n = Int(min(Int64(output.freeCapacity), holeEnd - cursor.logicalPosition))
             var left = n
             while left > 0 {
                 let k = min(left, zeroBytes.count)
                 output.append(zeroBytes[0..<k])
                 left -= k
             }
-            logicalPosition += Int64(n)
+            member!.logicalPosition += Int64(n)
             return n
         }
-        if regionIndex >= regions.count {
+        if cursor.regionIndex >= cursor.regions.count {
             try consumePadding()
             return 0
         }
         if buffer.isEmpty { try refillData() }
-        let n = Int(min(Int64(buffer.readableCount), Int64(output.freeCapacity), regions[regionIndex].length - offsetInRegion))
+        let n = Int(min(Int64(buffer.readableCount), Int64(output.freeCapacity), cursor.leftInRegion))
         buffer.withReadable { (span: RawSpan) in output.append(span.extracting(0..<n)) }
         buffer.consume(n)
-        advance(n)
+        member!.advance(n)
         return n
     }
 
     /// Skips the rest of the current member's data and padding.
     private func skipMember() throws(QBError) {
-        guard inMemberData else { return }
-        while physicalRemaining > 0 {
+        guard member?.inData == true else { return }
+        while member!.physicalRemaining > 0 {
             if buffer.isEmpty { try refillData() }
-            let n = Int(min(Int64(buffer.readableCount), physicalRemaining))
+            let n = Int(min(Int64(buffer.readableCount), member!.physicalRemaining))
             buffer.consume(n)
-            physicalRemaining -= Int64(n)
+            member!.physicalRemaining -= Int64(n)
         }
         try consumePadding()
     }
 
     // MARK: - Headers
 
-    private func isAllZero(_ b: [UInt8]) -> Bool { b.allSatisfy { $0 == 0 } }
+    /// The next whole block where the archive cannot end (meta data,
+    /// sparse maps, a continuation header).
+    private func readWholeBlock() throws(QBError) -> [UInt8] {
+        guard case .block(let b) = try readBlock() else { throw truncated() }
+        return b
+    }
 
-    private func verifyChecksum(_ b: [UInt8]) throws(QBError) {
-        guard try TarNumeric.checksumMatches(b) else {
-            throw QBError(.malformed, "header checksum mismatch", hint: "not a tar archive, or corrupt")
-        }
+    private func readHeaderBlock() throws(QBError) -> TarHeaderBlock {
+        TarHeaderBlock(try readWholeBlock())
     }
 
     /// Reads the data area of a meta member (PAX records, long name), padded
     /// blocks included, refusing sizes over `limit`.
-    private func readMetaData(header: [UInt8], limit: Int, what: String) throws(QBError) -> (value: [UInt8], raw: [UInt8]) {
-        let size = try TarNumeric.parse(header[124..<136], what: "size")
+    private func readMetaData(header: TarHeaderBlock, limit: Int, what: String) throws(QBError) -> (value: [UInt8], raw: [UInt8]) {
+        let size = try header.size
         guard size <= Int64(limit) else {
             throw QBError(.limitExceeded, "\(what) of \(size) bytes is over the limit of \(limit)", hint: "corrupt or hostile archive")
         }
         var raw: [UInt8] = []
-        let blocks = (Int(size) + 511) / 512
-        raw.reserveCapacity(blocks * 512)
+        let blocks = (Int(size) + TarHeaderBlock.size - 1) / TarHeaderBlock.size
+        raw.reserveCapacity(blocks * TarHeaderBlock.size)
         for _ in 0..<blocks {
-            guard case .block(let b) = try readBlock() else { throw truncated() }
-            raw.append(contentsOf: b)
+            raw.append(contentsOf: try readWholeBlock())
         }
         return (Array(raw[0..<Int(size)]), raw)
-    }
-
-    private func cString(_ field: ArraySlice<UInt8>) -> [UInt8] {
-        if let nul = field.firstIndex(of: 0) { return Array(field[field.startIndex..<nul]) }
-        return Array(field)
     }
 
     /// Reads the rest of the input after the end-of-archive blocks: only
@@ -352,18 +391,17 @@ public final class TarReader {
                 }
                 buffer.clear()
             }
-            guard let src = try currentSource() else { return }
+            guard let src = try input.current() else { return }
             if try src.read(into: buffer) == 0 {
-                source = try nextVolume()
-                if source == nil { return }
+                guard try input.advance() else { return }
             }
         }
     }
 
     private func nextMember() throws(QBError) -> TarEntry? {
-        if current != nil {
+        if member != nil {
             try skipMember()
-            current = nil
+            member = nil
         }
         var raw: [UInt8] = []
         var records = PAXRecords()
@@ -372,7 +410,7 @@ public final class TarReader {
         var metaCount = 0
         var sawZero = false
         while true {
-            let block: [UInt8]
+            let header: TarHeaderBlock
             switch try readBlock() {
             case .end:
                 if sawZero && raw.isEmpty { ended = true; return nil }
@@ -381,9 +419,9 @@ public final class TarReader {
                 if sawZero && allZero && raw.isEmpty { ended = true; return nil }
                 throw truncated()
             case .block(let b):
-                block = b
+                header = TarHeaderBlock(b)
             }
-            if isAllZero(block) {
+            if header.isAllZero {
                 guard raw.isEmpty else {
                     throw QBError(.malformed, "zero block after an extended header", hint: "corrupt archive")
                 }
@@ -399,17 +437,17 @@ public final class TarReader {
                 throw QBError(.malformed, "a lone zero block inside the archive", hint: "concatenated archives need --ignore-zeros")
             }
             sawZero = false
-            try verifyChecksum(block)
-            let type = block[156]
+            try header.verifyChecksum()
+            let type = header.typeflag
             switch type {
             case UInt8(ascii: "x"), UInt8(ascii: "g"):
                 metaCount += 1
                 try checkMetaCount(metaCount)
-                let (value, blocks) = try readMetaData(header: block, limit: options.limits.maxSpecialHeaderSize, what: "extended header")
+                let (value, blocks) = try readMetaData(header: header, limit: options.limits.maxSpecialHeaderSize, what: "extended header")
                 let parsed = try PAXRecords(parsing: value[...])
                 if type == UInt8(ascii: "x") {
                     records.merge(parsed)
-                    raw.append(contentsOf: block)
+                    raw.append(contentsOf: header.bytes)
                     raw.append(contentsOf: blocks)
                 } else {
                     // Global headers apply to every later member; they are not
@@ -419,27 +457,27 @@ public final class TarReader {
             case UInt8(ascii: "L"), UInt8(ascii: "K"):
                 metaCount += 1
                 try checkMetaCount(metaCount)
-                let (value, blocks) = try readMetaData(header: block, limit: options.limits.maxNameLength, what: "long name")
-                let name = cString(value[...])
+                let (value, blocks) = try readMetaData(header: header, limit: options.limits.maxNameLength, what: "long name")
+                let name = TarHeaderBlock.cString(value[...])
                 if type == UInt8(ascii: "L") { longName = name } else { longLink = name }
-                raw.append(contentsOf: block)
+                raw.append(contentsOf: header.bytes)
                 raw.append(contentsOf: blocks)
             case UInt8(ascii: "V"):
                 // A volume label describes the volume, not a member.
-                let size = try TarNumeric.parse(block[124..<136], what: "size")
+                let size = try header.size
                 guard size == 0 else { throw QBError(.malformed, "volume label with data", hint: "corrupt archive") }
                 raw = []
                 records = PAXRecords()
             case UInt8(ascii: "M"):
-                throw QBError(.malformed, "continuation of a member from an earlier volume", subject: String(decoding: cString(block[0..<100]), as: UTF8.self),
+                throw QBError(.malformed, "continuation of a member from an earlier volume", subject: String(decoding: header.name, as: UTF8.self),
                               hint: "start with the first volume")
             case UInt8(ascii: "N"):
                 throw QBError(.unsupported, "old GNU long-name member (type N) is not supported")
             default:
-                raw.append(contentsOf: block)
+                raw.append(contentsOf: header.bytes)
                 var all = globalRecords
                 all.merge(records)
-                let entry = try buildEntry(header: block, raw: raw, records: all, hasPAX: !records.isEmpty,
+                let entry = try buildEntry(header: header, raw: raw, records: all, hasPAX: !records.isEmpty,
                                            longName: longName, longLink: longLink)
                 return entry
             }
@@ -452,58 +490,45 @@ public final class TarReader {
         }
     }
 
-    private static let ustarMagic: [UInt8] = Array("ustar\u{0}".utf8)
-    private static let gnuMagic: [UInt8] = Array("ustar  \u{0}".utf8)
-
-    private func buildEntry(header b: [UInt8], raw: [UInt8], records: PAXRecords, hasPAX: Bool,
+    private func buildEntry(header: TarHeaderBlock, raw: [UInt8], records: PAXRecords, hasPAX: Bool,
                             longName: [UInt8]?, longLink: [UInt8]?) throws(QBError) -> TarEntry {
         var raw = raw
         let limits = options.limits
-        let isGNU = Array(b[257..<265]) == Self.gnuMagic
-        let isUstar = !isGNU && Array(b[257..<263]) == Self.ustarMagic
-        let format: TarFormat = hasPAX ? .pax : (isGNU ? .gnu : (isUstar ? .ustar : .v7))
+        let dialect = header.dialect
+        let format: TarFormat = hasPAX ? .pax : dialect
 
-        var path = longName ?? cString(b[0..<100])
-        if longName == nil, isUstar {
-            let prefix = cString(b[345..<500])
+        var path = longName ?? header.name
+        // Old GNU headers have their own fields where ustar keeps the prefix.
+        if longName == nil, dialect == .ustar {
+            let prefix = header.prefix
             if !prefix.isEmpty { path = prefix + [0x2F] + path }
         }
-        var link = longLink ?? cString(b[157..<257])
-        let mode = try TarNumeric.parse(b[100..<108], what: "mode")
-        var uid = try TarNumeric.parse(b[108..<116], what: "uid")
-        var gid = try TarNumeric.parse(b[116..<124], what: "gid")
-        var size = try TarNumeric.parse(b[124..<136], what: "size")
-        var mtime = try TarNumeric.parse(b[136..<148], what: "mtime")
+        var link = longLink ?? header.linkname
+        let mode = try header.mode
+        var uid = try header.uid
+        var gid = try header.gid
+        var size = try header.size
+        var mtime = try header.mtime
         var mtimeNanoseconds = 0
         var uname = "", gname = ""
         var devMajor: Int64 = 0, devMinor: Int64 = 0
-        if isGNU || isUstar {
-            uname = String(decoding: cString(b[265..<297]), as: UTF8.self)
-            gname = String(decoding: cString(b[297..<329]), as: UTF8.self)
-            devMajor = try TarNumeric.parse(b[329..<337], what: "device major")
-            devMinor = try TarNumeric.parse(b[337..<345], what: "device minor")
+        if dialect != .v7 {
+            uname = String(decoding: header.uname, as: UTF8.self)
+            gname = String(decoding: header.gname, as: UTF8.self)
+            devMajor = try header.devmajor
+            devMinor = try header.devminor
         }
         if let v = records["path"] { path = v }
         if let v = records["linkpath"] { link = v }
-        if let v = records["size"] { size = try paxNumber(v, "size") }
-        if let v = records["uid"] { uid = try paxNumber(v, "uid") }
-        if let v = records["gid"] { gid = try paxNumber(v, "gid") }
-        if let v = records["mtime"] { (mtime, mtimeNanoseconds) = try paxTime(v) }
+        if let v = records["size"] { size = try TarNumeric.paxNumber(v, key: "size") }
+        if let v = records["uid"] { uid = try TarNumeric.paxNumber(v, key: "uid") }
+        if let v = records["gid"] { gid = try TarNumeric.paxNumber(v, key: "gid") }
+        if let v = records["mtime"] { (mtime, mtimeNanoseconds) = try TarNumeric.paxTime(v) }
         if let v = records["uname"] { uname = String(decoding: v, as: UTF8.self) }
         if let v = records["gname"] { gname = String(decoding: v, as: UTF8.self) }
 
-        let type = b[156]
-        var kind: TarEntryKind
-        switch type {
-        case 0, UInt8(ascii: "0"), UInt8(ascii: "7"), UInt8(ascii: "S"): kind = .regular
-        case UInt8(ascii: "1"): kind = .hardLink
-        case UInt8(ascii: "2"): kind = .symbolicLink
-        case UInt8(ascii: "3"): kind = .characterDevice
-        case UInt8(ascii: "4"): kind = .blockDevice
-        case UInt8(ascii: "5"), UInt8(ascii: "D"): kind = .directory
-        case UInt8(ascii: "6"): kind = .fifo
-        default: kind = .other(type)
-        }
+        let type = header.typeflag
+        var kind = header.kind
         // v7 had no directory type: a regular name ending in `/` is one.
         if kind == .regular, type != UInt8(ascii: "S"), path.last == 0x2F { kind = .directory }
 
@@ -519,22 +544,13 @@ public final class TarReader {
         // Errors of the map name the member it belongs to.
         do throws(QBError) {
             if type == UInt8(ascii: "S") {
-                var entries: [SparseRegion] = []
-                try appendOldGNUEntries(b[386..<482], count: 4, to: &entries)
-                var extended = b[482] != 0
-                // Each extension block holds 21 entries; empty ones (first offset
-                // NUL) add none, so the map's limit alone would not stop a chain
-                // of them, and their raw blocks are kept.
-                var extensionBlocks = 0
-                while extended {
-                    extensionBlocks += 1
-                    guard extensionBlocks <= options.limits.maxSparseEntries / 21 + 1 else { throw sparseLimit() }
-                    guard case .block(let ext) = try readBlock() else { throw truncated() }
-                    raw.append(contentsOf: ext)
-                    try appendOldGNUEntries(ext[0..<504], count: 21, to: &entries)
-                    extended = ext[504] != 0
+                // Extension blocks are part of the member's raw header.
+                let entries = try SparseFormats.oldGNUEntries(header: header, maxEntries: limits.maxSparseEntries) { () throws(QBError) in
+                    let block = try readWholeBlock()
+                    raw.append(contentsOf: block)
+                    return block
                 }
-                logical = try TarNumeric.parse(b[483..<495], what: "real size")
+                logical = try header.gnuRealSize
                 sparse = try SparseMap(entries: entries, realSize: logical, storedSize: stored)
             } else if let major = records["GNU.sparse.major"], let minor = records["GNU.sparse.minor"] {
                 guard major == Array("1".utf8), minor == Array("0".utf8) else {
@@ -544,18 +560,23 @@ public final class TarReader {
                 guard let real = records["GNU.sparse.realsize"] else {
                     throw QBError(.malformed, "PAX sparse 1.0 member without GNU.sparse.realsize", subject: String(decoding: path, as: UTF8.self))
                 }
-                logical = try paxNumber(real, "GNU.sparse.realsize")
+                logical = try TarNumeric.paxNumber(real, key: "GNU.sparse.realsize")
                 if let name = records["GNU.sparse.name"] { path = name }
-                let (entries, mapBytes) = try readSparse10Map(dataSize: size, raw: &raw)
-                stored = size - mapBytes
+                // The map is read here, not as data: it goes with the raw header.
+                let (entries, mapSize) = try SparseFormats.sparse10Entries(dataSize: size, maxEntries: limits.maxSparseEntries) { () throws(QBError) in
+                    let block = try readWholeBlock()
+                    raw.append(contentsOf: block)
+                    return block
+                }
+                stored = size - mapSize
                 sparse = try SparseMap(entries: entries, realSize: logical, storedSize: stored)
             } else if records["GNU.sparse.map"] != nil || records["GNU.sparse.offset"] != nil {
                 guard let real = records["GNU.sparse.realsize"] ?? records["GNU.sparse.size"] else {
                     throw QBError(.malformed, "PAX sparse member without GNU.sparse.size", subject: String(decoding: path, as: UTF8.self))
                 }
-                logical = try paxNumber(real, "GNU.sparse.size")
+                logical = try TarNumeric.paxNumber(real, key: "GNU.sparse.size")
                 if let name = records["GNU.sparse.name"] { path = name }
-                let entries = try pax0xEntries(records)
+                let entries = try SparseFormats.pax0xEntries(records, maxEntries: limits.maxSparseEntries)
                 sparse = try SparseMap(entries: entries, realSize: logical, storedSize: stored)
             }
         } catch {
@@ -581,161 +602,8 @@ public final class TarReader {
                              modificationNanoseconds: mtimeNanoseconds,
                              size: logical, storedSize: stored, sparseMap: sparse,
                              deviceMajor: devMajor, deviceMinor: devMinor, format: format, rawHeader: raw)
-        current = entry
-        regions = sparse?.regions ?? (stored > 0 ? [SparseRegion(offset: 0, length: stored)] : [])
-        regionIndex = 0
-        offsetInRegion = 0
-        physicalRemaining = stored
-        paddingRemaining = Int((512 - size % 512) % 512)
-        logicalPosition = 0
-        inMemberData = true
+        let regions = sparse?.regions ?? (stored > 0 ? [SparseRegion(offset: 0, length: stored)] : [])
+        member = MemberCursor(entry: entry, regions: regions, dataSize: size)
         return entry
-    }
-
-    private func appendOldGNUEntries(_ area: ArraySlice<UInt8>, count: Int, to entries: inout [SparseRegion]) throws(QBError) {
-        var p = area.startIndex
-        for _ in 0..<count {
-            // An entry whose offset field starts with NUL ends the list (unused slots).
-            if area[p] == 0 { break }
-            let offset = try TarNumeric.parse(area[p..<(p + 12)], what: "sparse offset")
-            let length = try TarNumeric.parse(area[(p + 12)..<(p + 24)], what: "sparse length")
-            guard entries.count < options.limits.maxSparseEntries else { throw sparseLimit() }
-            entries.append(SparseRegion(offset: offset, length: length))
-            p += 24
-        }
-    }
-
-    private func sparseLimit() -> QBError {
-        QBError(.limitExceeded, "sparse map has more than \(options.limits.maxSparseEntries) entries",
-                hint: "corrupt or hostile archive")
-    }
-
-    /// Longest number of a PAX 1.0 sparse map, in digits: Int64 has 19, and
-    /// GNU tar writes no leading zeros. With the entry limit this bounds the
-    /// map's text to about 21 bytes per number.
-    static let maxSparse10Digits = 20
-
-    /// PAX 1.0: the map is text at the start of the data area — the entry
-    /// count, then offset and length of each, every number followed by LF —
-    /// padded with NULs to a block boundary.
-    private func readSparse10Map(dataSize: Int64, raw: inout [UInt8]) throws(QBError) -> ([SparseRegion], Int64) {
-        var numbers: [Int64] = []
-        var needed = -1
-        var value: Int64 = 0
-        var digits = 0
-        var consumed: Int64 = 0
-        let bad = QBError(.malformed, "invalid PAX sparse 1.0 map", hint: "corrupt or hostile archive")
-        while needed < 0 || numbers.count < needed {
-            guard consumed + 512 <= dataSize else { throw bad }
-            guard case .block(let b) = try readBlock() else { throw truncated() }
-            raw.append(contentsOf: b)
-            consumed += 512
-            for byte in b {
-                if needed >= 0 && numbers.count == needed { break }
-                if byte == 0x0A {
-                    guard digits > 0 else { throw bad }
-                    if needed < 0 {
-                        guard value <= Int64(options.limits.maxSparseEntries) else { throw sparseLimit() }
-                        needed = 1 + 2 * Int(value)
-                    }
-                    numbers.append(value)
-                    value = 0
-                    digits = 0
-                } else if byte >= 0x30 && byte <= 0x39 {
-                    // Leading zeros do not overflow: without this bound a map
-                    // of endless "000…" would be read (and kept) to the end of
-                    // the member's data.
-                    guard digits < Self.maxSparse10Digits else {
-                        throw QBError(.limitExceeded, "PAX sparse 1.0 map number longer than \(Self.maxSparse10Digits) digits",
-                                      hint: "corrupt or hostile archive")
-                    }
-                    let (m, o1) = value.multipliedReportingOverflow(by: 10)
-                    let (sum, o2) = m.addingReportingOverflow(Int64(byte - 0x30))
-                    guard !o1, !o2 else { throw bad }
-                    value = sum
-                    digits += 1
-                } else {
-                    throw bad
-                }
-            }
-        }
-        var entries: [SparseRegion] = []
-        entries.reserveCapacity(Int(numbers[0]))
-        var i = 1
-        while i < numbers.count {
-            entries.append(SparseRegion(offset: numbers[i], length: numbers[i + 1]))
-            i += 2
-        }
-        return (entries, consumed)
-    }
-
-    /// PAX 0.0 (repeated GNU.sparse.offset / GNU.sparse.numbytes) and 0.1
-    /// (GNU.sparse.map=offset,size,...).
-    private func pax0xEntries(_ records: PAXRecords) throws(QBError) -> [SparseRegion] {
-        let bad = QBError(.malformed, "invalid PAX sparse map", subject: current?.name, hint: "corrupt or hostile archive")
-        var entries: [SparseRegion] = []
-        if let map = records["GNU.sparse.map"] {
-            let parts = map.split(separator: 0x2C, omittingEmptySubsequences: false)
-            if map.isEmpty { return [] }
-            guard parts.count % 2 == 0 else { throw bad }
-            guard parts.count / 2 <= options.limits.maxSparseEntries else { throw sparseLimit() }
-            var i = 0
-            while i < parts.count {
-                guard let o = TarNumeric.decimal(parts[i]), let n = TarNumeric.decimal(parts[i + 1]) else { throw bad }
-                entries.append(SparseRegion(offset: o, length: n))
-                i += 2
-            }
-        } else {
-            var pendingOffset: Int64?
-            for (key, value) in records.records {
-                if key == "GNU.sparse.offset" {
-                    guard pendingOffset == nil, let o = TarNumeric.decimal(value[...]) else { throw bad }
-                    pendingOffset = o
-                } else if key == "GNU.sparse.numbytes" {
-                    guard let o = pendingOffset, let n = TarNumeric.decimal(value[...]) else { throw bad }
-                    guard entries.count < options.limits.maxSparseEntries else { throw sparseLimit() }
-                    entries.append(SparseRegion(offset: o, length: n))
-                    pendingOffset = nil
-                }
-            }
-            guard pendingOffset == nil else { throw bad }
-        }
-        if let count = records["GNU.sparse.numblocks"] {
-            guard TarNumeric.decimal(count[...]) == Int64(entries.count) else { throw bad }
-        }
-        return entries
-    }
-
-    private func paxNumber(_ v: [UInt8], _ key: String) throws(QBError) -> Int64 {
-        guard let n = TarNumeric.decimal(v[...]) else {
-            throw QBError(.malformed, "invalid \(key) in extended header", hint: "corrupt or hostile archive")
-        }
-        return n
-    }
-
-    /// PAX times are decimal seconds with an optional fraction (kept to
-    /// nanoseconds; further digits dropped).
-    private func paxTime(_ v: [UInt8]) throws(QBError) -> (Int64, Int) {
-        let bad = QBError(.malformed, "invalid mtime in extended header", hint: "corrupt or hostile archive")
-        var s = v[...]
-        var negative = false
-        if s.first == 0x2D { negative = true; s = s.dropFirst() }
-        var nanoseconds = 0
-        if let dot = s.firstIndex(of: 0x2E) {
-            let fraction = s[(dot + 1)...]
-            guard fraction.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { throw bad }
-            var scale = 100_000_000
-            for digit in fraction.prefix(9) {
-                nanoseconds += Int(digit - 0x30) * scale
-                scale /= 10
-            }
-            s = s[s.startIndex..<dot]
-        }
-        guard var seconds = TarNumeric.decimal(s) else { throw bad }
-        if negative {
-            seconds = -seconds
-            if nanoseconds > 0 { seconds -= 1; nanoseconds = 1_000_000_000 - nanoseconds }
-        }
-        return (seconds, nanoseconds)
     }
 }

@@ -22,6 +22,8 @@
 /// blocks, so the output is a visibly truncated archive (every tar reports
 /// it), never one whose member data silently disagrees with its header.
 public final class TarWriter {
+    private typealias Field = TarHeaderBlock.Field
+
     /// 1 MiB, like the rest of the pipeline's buffers.
     public static let defaultBufferSize = IOBuffer.defaultCapacity
 
@@ -81,7 +83,7 @@ public final class TarWriter {
     /// the sink finished. Later calls are refused.
     public func finish() throws(QBError) {
         try guarded { () throws(QBError) in
-            try writeZeros(2 * 512)
+            try writeZeros(2 * TarHeaderBlock.size)
             try flush()
             try sink.finish()
             finished = true
@@ -142,29 +144,31 @@ public final class TarWriter {
             // GNU's convention: a stand-in name for tars without sparse
             // support (they extract the map and data as a plain file under
             // it); the real name is GNU.sparse.name.
-            headerName = Array("GNUSparseFile.0/".utf8) + Array(Self.baseName(entry.path).prefix(84))
+            let directory = Array("GNUSparseFile.0/".utf8)
+            headerName = directory + Array(Self.baseName(entry.path).prefix(Field.name.count - directory.count))
             headerPrefix = []
         } else if let split = Self.splitUstarPath(entry.path) {
             headerName = split.name
             headerPrefix = split.prefix
         } else {
             paxPath = entry.path
-            headerName = Array(entry.path.prefix(100))
+            headerName = Array(entry.path.prefix(Field.name.count))
             headerPrefix = []
         }
         var headerLink = entry.linkTarget
-        if entry.linkTarget.count > 100 {
-            headerLink = Array(entry.linkTarget.prefix(100))
+        let linkFits = entry.linkTarget.count <= Field.linkname.count
+        if !linkFits {
+            headerLink = Array(entry.linkTarget.prefix(Field.linkname.count))
         }
-        let sizeField = TarNumeric.octal(dataSize, width: 12)
-        let uidField = TarNumeric.octal(entry.uid, width: 8)
-        let gidField = TarNumeric.octal(entry.gid, width: 8)
-        let mtimeField = TarNumeric.octal(entry.modificationTime, width: 12)
+        let sizeField = TarNumeric.octal(dataSize, width: Field.size.count)
+        let uidField = TarNumeric.octal(entry.uid, width: Field.uid.count)
+        let gidField = TarNumeric.octal(entry.gid, width: Field.gid.count)
+        let mtimeField = TarNumeric.octal(entry.modificationTime, width: Field.mtime.count)
         let userName = Array(entry.userName.utf8), groupName = Array(entry.groupName.utf8)
         let userFits = Self.fitsNameField(userName), groupFits = Self.fitsNameField(groupName)
 
         if let paxPath { paxOther.append(("path", paxPath)) }
-        if entry.linkTarget.count > 100 { paxOther.append(("linkpath", entry.linkTarget)) }
+        if !linkFits { paxOther.append(("linkpath", entry.linkTarget)) }
         if sizeField == nil { paxOther.append(("size", Array(String(dataSize).utf8))) }
         if uidField == nil { paxOther.append(("uid", Array(String(entry.uid).utf8))) }
         if gidField == nil { paxOther.append(("gid", Array(String(entry.gid).utf8))) }
@@ -187,19 +191,20 @@ public final class TarWriter {
 
         if !records.isEmpty {
             let extended = records.encoded()
-            let paxName = Array("PaxHeaders.0/".utf8) + Array(Self.baseName(entry.path).prefix(87))
-            let header = Self.header(name: paxName, prefix: [], mode: 0o644, uid: Self.zeroOctal(8), gid: Self.zeroOctal(8),
-                                     size: TarNumeric.octal(Int64(extended.count), width: 12)!,
-                                     mtime: mtimeField ?? Self.zeroOctal(12), type: UInt8(ascii: "x"), link: [],
+            let directory = Array("PaxHeaders.0/".utf8)
+            let paxName = directory + Array(Self.baseName(entry.path).prefix(Field.name.count - directory.count))
+            let header = Self.header(name: paxName, prefix: [], mode: 0o644, uid: Self.zeroOctal(Field.uid), gid: Self.zeroOctal(Field.gid),
+                                     size: TarNumeric.octal(Int64(extended.count), width: Field.size.count)!,
+                                     mtime: mtimeField ?? Self.zeroOctal(Field.mtime), type: UInt8(ascii: "x"), link: [],
                                      userName: [], groupName: [], deviceMajor: 0, deviceMinor: 0)
             try writeBytes(header[...])
             try writeBytes(extended[...])
-            try writeZeros(Self.padding(Int64(extended.count)))
+            try writeZeros(TarHeaderBlock.padding(after: Int64(extended.count)))
         }
 
         let header = Self.header(name: headerName, prefix: headerPrefix, mode: entry.mode & 0o7777,
-                                 uid: uidField ?? Self.zeroOctal(8), gid: gidField ?? Self.zeroOctal(8),
-                                 size: sizeField ?? Self.zeroOctal(12), mtime: mtimeField ?? Self.zeroOctal(12),
+                                 uid: uidField ?? Self.zeroOctal(Field.uid), gid: gidField ?? Self.zeroOctal(Field.gid),
+                                 size: sizeField ?? Self.zeroOctal(Field.size), mtime: mtimeField ?? Self.zeroOctal(Field.mtime),
                                  type: type, link: headerLink,
                                  userName: userFits ? userName : [], groupName: groupFits ? groupName : [],
                                  deviceMajor: entry.deviceMajor, deviceMinor: entry.deviceMinor)
@@ -257,7 +262,7 @@ public final class TarWriter {
             throw QBError(.malformed, "member data ended after \(written) of \(storedSize) bytes", subject: subject,
                           hint: "the archive is left truncated")
         }
-        try writeZeros(Self.padding(dataSize))
+        try writeZeros(TarHeaderBlock.padding(after: dataSize))
     }
 
     /// Refuses entries no tar header can describe faithfully.
@@ -284,7 +289,8 @@ public final class TarWriter {
         }
         if entry.kind == .characterDevice || entry.kind == .blockDevice {
             // PAX has no standard record for device numbers.
-            guard TarNumeric.octal(entry.deviceMajor, width: 8) != nil, TarNumeric.octal(entry.deviceMinor, width: 8) != nil else {
+            guard TarNumeric.octal(entry.deviceMajor, width: Field.devmajor.count) != nil,
+                  TarNumeric.octal(entry.deviceMinor, width: Field.devminor.count) != nil else {
                 throw QBError(.unsupported, "device number too large for a tar header")
             }
         }
@@ -310,42 +316,47 @@ public final class TarWriter {
     private static func header(name: [UInt8], prefix: [UInt8], mode: UInt32, uid: [UInt8], gid: [UInt8],
                                size: [UInt8], mtime: [UInt8], type: UInt8, link: [UInt8],
                                userName: [UInt8], groupName: [UInt8], deviceMajor: Int64, deviceMinor: Int64) -> [UInt8] {
-        var b = [UInt8](repeating: 0, count: 512)
-        func put(_ bytes: [UInt8], at offset: Int) {
-            b.replaceSubrange(offset..<(offset + bytes.count), with: bytes)
+        var b = [UInt8](repeating: 0, count: TarHeaderBlock.size)
+        // Values shorter than their field leave the rest NUL.
+        func put(_ bytes: [UInt8], in field: Range<Int>) {
+            assert(bytes.count <= field.count)
+            b.replaceSubrange(field.lowerBound..<(field.lowerBound + bytes.count), with: bytes)
         }
-        put(name, at: 0)
-        put(TarNumeric.octal(Int64(mode), width: 8)!, at: 100)
-        put(uid, at: 108)
-        put(gid, at: 116)
-        put(size, at: 124)
-        put(mtime, at: 136)
-        b[156] = type
-        put(link, at: 157)
-        put(Array("ustar\u{0}00".utf8), at: 257)
-        put(userName, at: 265)
-        put(groupName, at: 297)
+        put(name, in: Field.name)
+        put(TarNumeric.octal(Int64(mode), width: Field.mode.count)!, in: Field.mode)
+        put(uid, in: Field.uid)
+        put(gid, in: Field.gid)
+        put(size, in: Field.size)
+        put(mtime, in: Field.mtime)
+        b[Field.typeflag] = type
+        put(link, in: Field.linkname)
+        put(TarHeaderBlock.ustarMagic, in: Field.magic)
+        put(TarHeaderBlock.ustarVersion, in: Field.version)
+        put(userName, in: Field.uname)
+        put(groupName, in: Field.gname)
         // Validated to fit for devices; other kinds carry zeros, as GNU tar writes.
-        put(TarNumeric.octal(deviceMajor, width: 8) ?? zeroOctal(8), at: 329)
-        put(TarNumeric.octal(deviceMinor, width: 8) ?? zeroOctal(8), at: 337)
-        put(prefix, at: 345)
+        put(TarNumeric.octal(deviceMajor, width: Field.devmajor.count) ?? zeroOctal(Field.devmajor), in: Field.devmajor)
+        put(TarNumeric.octal(deviceMinor, width: Field.devminor.count) ?? zeroOctal(Field.devminor), in: Field.devminor)
+        put(prefix, in: Field.prefix)
         // Checksum: six octal digits, NUL, space (the historical layout every reader accepts).
-        var sum = TarNumeric.octal(Int64(TarNumeric.checksum(b)), width: 7)!
+        var sum = TarNumeric.octal(Int64(TarNumeric.checksum(b)), width: Field.checksum.count - 1)!
         sum.append(0x20)
-        put(sum, at: 148)
+        put(sum, in: Field.checksum)
         return b
     }
 
-    private static func zeroOctal(_ width: Int) -> [UInt8] { TarNumeric.octal(0, width: width)! }
+    /// Zero in the octal form that fills `field`.
+    private static func zeroOctal(_ field: Range<Int>) -> [UInt8] { TarNumeric.octal(0, width: field.count)! }
 
     /// Splits a path into ustar prefix (≤ 155 bytes) and name (≤ 100 bytes,
     /// not empty) at a slash, or nil when no split fits.
     static func splitUstarPath(_ path: [UInt8]) -> (prefix: [UInt8], name: [UInt8])? {
-        if path.count <= 100 { return ([], path) }
-        guard path.count <= 155 + 1 + 100 else { return nil }
+        let nameMax = Field.name.count, prefixMax = Field.prefix.count
+        if path.count <= nameMax { return ([], path) }
+        guard path.count <= prefixMax + 1 + nameMax else { return nil }
         // The shortest prefix that leaves a name of at most 100 bytes.
-        var i = path.count - 101
-        while i <= 155, i < path.count - 1 {
+        var i = path.count - nameMax - 1
+        while i <= prefixMax, i < path.count - 1 {
             if path[i] == 0x2F {
                 return (Array(path[..<i]), Array(path[(i + 1)...]))
             }
@@ -357,7 +368,7 @@ public final class TarWriter {
     /// User and group names go in their 32-byte fields when short and ASCII;
     /// otherwise in PAX (which holds them as UTF-8).
     private static func fitsNameField(_ name: [UInt8]) -> Bool {
-        name.count <= 32 && name.allSatisfy { $0 < 0x80 }
+        name.count <= Field.uname.count && name.allSatisfy { $0 < 0x80 }
     }
 
     /// The last path component (without a trailing slash), for the
@@ -398,15 +409,13 @@ public final class TarWriter {
         }
         var text = Array("\(entries.count)\n".utf8)
         for e in entries { text.append(contentsOf: "\(e.offset)\n\(e.length)\n".utf8) }
-        text.append(contentsOf: [UInt8](repeating: 0, count: padding(Int64(text.count))))
+        text.append(contentsOf: [UInt8](repeating: 0, count: TarHeaderBlock.padding(after: Int64(text.count))))
         return text
     }
 
-    private static func padding(_ size: Int64) -> Int { Int((512 - size % 512) % 512) }
-
     // MARK: - Output
 
-    private static let zeroBlock = [UInt8](repeating: 0, count: 512)
+    private static let zeroBlock = [UInt8](repeating: 0, count: TarHeaderBlock.size)
 
     /// Copies bytes into the buffer, flushing it whenever it fills; a span
     /// at least a whole buffer long goes to the sink directly instead of
