@@ -49,8 +49,8 @@ struct QBDecrypt: QBCommand {
     @Option(help: ArgumentHelp("With --chunks: take the backup-id from this backup-header (authenticate it first with qb-header --verify).", valueName: "file"))
     var header: String?
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("With --chunks: chunks derived and decrypted at once (default: the number of CPUs).", valueName: "n"))
-    var jobs = ProcessorCount.online
+    @OptionGroup var jobs: JobsOption<JobsHelp>
+    enum JobsHelp: OptionHelp { static let text = "With --chunks: chunks derived and decrypted at once (default: the number of CPUs)." }
 
     @Option(help: ArgumentHelp("With --scrypt: the member name bound into the passphrase (vm3/private.img.000, backup-header).", valueName: "name"))
     var name: String?
@@ -58,11 +58,11 @@ struct QBDecrypt: QBCommand {
     @Option(help: ArgumentHelp("With --scrypt or --chunks: the backup-id bound into the passphrase (from qb-header --get backup-id).", valueName: "id"))
     var backupId: String?
 
-    @Option(help: ArgumentHelp("With --scrypt or --chunks: largest scrypt memory, 128·r·(N+p+2), to accept, in bytes; the default 2 GiB covers Qubes' parameters.", valueName: "bytes"))
-    var maxMemory = ScryptLimits.default.maximumMemory
+    @OptionGroup var maxMemory: MaxMemoryOption<MaxMemoryHelp>
+    enum MaxMemoryHelp: OptionHelp { static let text = "With --scrypt or --chunks: largest scrypt memory, 128·r·(N+p+2), to accept, in bytes; the default 2 GiB covers Qubes' parameters." }
 
-    @Option(help: ArgumentHelp("With --scrypt or --chunks: largest envelope (chunk) to hold in memory while it is authenticated, in bytes.", valueName: "bytes"))
-    var maxSize = 1 << 30
+    @OptionGroup var maxSize: MaxSizeOption<MaxSizeHelp>
+    enum MaxSizeHelp: OptionHelp { static let text = "With --scrypt or --chunks: largest envelope (chunk) to hold in memory while it is authenticated, in bytes." }
 
     @OptionGroup var passphrase: PassphraseOptions
 
@@ -70,7 +70,6 @@ struct QBDecrypt: QBCommand {
     var file: String?
 
     func validate() throws {
-        try JobsOption.validate(jobs)
         if scrypt && chunks { throw ValidationError("choose --scrypt or --chunks") }
         if chunks {
             if name != nil { throw ValidationError("--chunks takes each chunk's name from the stream; drop --name") }
@@ -96,16 +95,16 @@ struct QBDecrypt: QBCommand {
                 }
                 id = headerID
             }
-            let chunks = ChunkReader(reader: TarReader(source: input), layout: .envelopes, maximumChunkSize: maxSize)
-            try ChunkStream.release(chunks, opener: .scrypt(backupID: id!, passphrase: secret, limits: ScryptLimits(maximumMemory: maxMemory)),
-                                    parallelism: jobs, to: output)
+            let chunks = ChunkReader(reader: TarReader(source: input), layout: .envelopes, maximumChunkSize: maxSize.value)
+            try ChunkStream.release(chunks, opener: .scrypt(backupID: id!, passphrase: secret, limits: ScryptLimits(maximumMemory: maxMemory.value)),
+                                    parallelism: jobs.value, to: output)
             return
         }
         if scrypt {
-            let envelope = try readAll(from: input, limit: maxSize, what: "scrypt envelope")
+            let envelope = try readAll(from: input, limit: maxSize.value, what: "scrypt envelope")
             let bound = secret.bound(to: [backupId, name].compactMap { $0 })
             let plaintext = try ScryptFile.decrypt(envelope, passphrase: bound,
-                                                   limits: ScryptLimits(maximumMemory: maxMemory), subject: name ?? input.name,
+                                                   limits: ScryptLimits(maximumMemory: maxMemory.value), subject: name ?? input.name,
                                                    wrongKeyHint: backupId == nil ? QBError.wrongPassphraseOrTampered
                                                        : "wrong passphrase, or the chunk was renamed or comes from another backup")
             try output.write(plaintext[...])

@@ -43,14 +43,14 @@ struct QBHmac: QBCommand {
     @Flag(help: "Read a tar stream of chunks and their .hmac files; write each chunk once it is verified.")
     var check = false
 
-    @Option(help: ArgumentHelp("With --check: largest chunk to hold in memory while it is verified, in bytes.", valueName: "bytes"))
-    var maxSize = 1 << 30
+    @OptionGroup var maxSize: MaxSizeOption<MaxSizeHelp>
+    enum MaxSizeHelp: OptionHelp { static let text = "With --check: largest chunk to hold in memory while it is verified, in bytes." }
 
     @Option(help: ArgumentHelp("With --check: the stream starts at this chunk of its file (to check one v2 volume alone; default 0).", valueName: "index"))
     var from = 0
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("With --check: chunks verified at once (default: the number of CPUs).", valueName: "n"))
-    var jobs = ProcessorCount.online
+    @OptionGroup var jobs: JobsOption<JobsHelp>
+    enum JobsHelp: OptionHelp { static let text = "With --check: chunks verified at once (default: the number of CPUs)." }
 
     @Option(help: ArgumentHelp("Member name bound into a scrypt envelope's passphrase (default: FILE's base name).", valueName: "name"))
     var name: String?
@@ -61,7 +61,6 @@ struct QBHmac: QBCommand {
     var file: String?
 
     func validate() throws {
-        try JobsOption.validate(jobs)
         if name != nil && verify == nil { throw ValidationError("--name only applies with --verify") }
         if check && verify != nil { throw ValidationError("choose --check or --verify") }
         if from != 0 && !check { throw ValidationError("--from goes with --check") }
@@ -78,9 +77,9 @@ struct QBHmac: QBCommand {
         if check {
             let input = try FileDescriptor.input(file)
             let output = try Output.binary(what: "chunk data")
-            let chunks = ChunkReader(reader: TarReader(source: input), layout: .hmacPairs, maximumChunkSize: maxSize, firstIndex: from)
+            let chunks = ChunkReader(reader: TarReader(source: input), layout: .hmacPairs, maximumChunkSize: maxSize.value, firstIndex: from)
             try ChunkStream.release(chunks, opener: .hmac(digest: requested, passphrase: try passphrase.read()),
-                                    parallelism: jobs, to: output)
+                                    parallelism: jobs.value, to: output)
             return
         }
         let displayName = file.flatMap { $0 == "-" ? nil : $0 }

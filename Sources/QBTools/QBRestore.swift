@@ -62,17 +62,17 @@ struct QBRestore: QBCommand {
     @Option(name: [.customShort("C"), .customLong("directory")], help: ArgumentHelp("Restore into this directory, created when missing (default: the current one).", valueName: "dir"))
     var directory = "."
 
-    @Option(name: .shortAndLong, help: ArgumentHelp("Chunks authenticated (v4: keys derived) at once (default: the number of CPUs). Each v4 derivation takes about 1 GiB.", valueName: "n"))
-    var jobs = ProcessorCount.online
+    @OptionGroup var jobsOption: JobsOption<JobsHelp>
+    enum JobsHelp: OptionHelp { static let text = "Chunks authenticated (v4: keys derived) at once (default: the number of CPUs). Each v4 derivation takes about 1 GiB." }
 
-    @Option(help: ArgumentHelp("Largest chunk to hold in memory while it is authenticated, in bytes (Qubes writes 100 MiB).", valueName: "bytes"))
-    var maxSize = 1 << 30
+    @OptionGroup var maxSizeOption: MaxSizeOption<MaxSizeHelp>
+    enum MaxSizeHelp: OptionHelp { static let text = "Largest chunk to hold in memory while it is authenticated, in bytes (Qubes writes 100 MiB)." }
 
-    @Option(help: ArgumentHelp("v4: largest scrypt memory, 128·r·(N+p+2), to accept, in bytes; the default 2 GiB covers Qubes' parameters.", valueName: "bytes"))
-    var maxMemory = ScryptLimits.default.maximumMemory
+    @OptionGroup var maxMemoryOption: MaxMemoryOption<MaxMemoryHelp>
+    enum MaxMemoryHelp: OptionHelp { static let text = "v4: largest scrypt memory, 128·r·(N+p+2), to accept, in bytes; the default 2 GiB covers Qubes' parameters." }
 
-    @Option(help: ArgumentHelp("Most regions the sparse map of a restored file may list (default 1000000); raise it only for a backup you trust.", valueName: "n"))
-    var maxSparseEntries = TarLimits.default.maxSparseEntries
+    @OptionGroup var maxSparseEntriesOption: MaxSparseEntriesOption<MaxSparseEntriesHelp>
+    enum MaxSparseEntriesHelp: OptionHelp { static let text = "Most regions the sparse map of a restored file may list (default 1000000); raise it only for a backup you trust." }
 
     @Flag(name: [.customShort("v"), .customLong("verbose")], help: "Name each file on standard error as it is finished.")
     var verbose = false
@@ -94,11 +94,15 @@ struct QBRestore: QBCommand {
         }
         if json && !list { throw ValidationError("--json goes with --list") }
         if list && (!vms.isEmpty || dom0Home) { throw ValidationError("--list takes no VM names and no --dom0-home") }
-        try JobsOption.validate(jobs)
         if filesOnly && !files { throw ValidationError("--files-only goes with --files") }
         if files && (list || verifyOnly) { throw ValidationError("--files restores files: not with --list or --verify-only") }
-        if maxSparseEntries < 1 { throw ValidationError("--max-sparse-entries must be at least 1") }
     }
+
+    // run() reads the limits under their option names.
+    var jobs: Int { jobsOption.value }
+    var maxSize: Int { maxSizeOption.value }
+    var maxMemory: Int { maxMemoryOption.value }
+    var maxSparseEntries: Int { maxSparseEntriesOption.value }
 
     func run() throws {
         let input = try FileDescriptor.input(backup)

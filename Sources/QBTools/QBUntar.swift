@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import ArgumentParser
 import QubesBackup
 import QubesBackupCLI
@@ -79,8 +76,8 @@ struct QBUntar: QBCommand {
     @Option(help: ArgumentHelp("With -x, -t or -O: remove N leading components from member names (and hard-link targets); members with nothing left are skipped.", valueName: "n"))
     var stripComponents = 0
 
-    @Option(help: ArgumentHelp("Most regions a sparse member's map may list (default 1000000); raise it only for an archive you trust.", valueName: "n"))
-    var maxSparseEntries = TarLimits.default.maxSparseEntries
+    @OptionGroup var maxSparseEntries: MaxSparseEntriesOption<MaxSparseEntriesHelp>
+    enum MaxSparseEntriesHelp: OptionHelp { static let text = "Most regions a sparse member's map may list (default 1000000); raise it only for an archive you trust." }
 
     @Argument(help: ArgumentHelp("Select members: exact name, directory prefix or shell glob.", valueName: "pattern"))
     var patterns: [String] = []
@@ -90,7 +87,6 @@ struct QBUntar: QBCommand {
         guard modes == 1 else { throw ValidationError("choose exactly one of -t, -x, -O and --tar") }
         guard multiVolume || files.count <= 1 else { throw ValidationError("several -f files need -M") }
         guard directory == nil || extract else { throw ValidationError("-C only applies to -x") }
-        guard maxSparseEntries >= 1 else { throw ValidationError("--max-sparse-entries must be at least 1") }
         guard !passTar || (within == nil && stripComponents == 0) else {
             throw ValidationError("--tar passes members on unchanged; --within and --strip-components do not apply")
         }
@@ -99,7 +95,7 @@ struct QBUntar: QBCommand {
     func run() throws {
         let reader: TarReader
         var limits = TarLimits.default
-        limits.maxSparseEntries = maxSparseEntries
+        limits.maxSparseEntries = maxSparseEntries.value
         let options = TarReader.Options(ignoreZeros: ignoreZeros, limits: limits)
         if multiVolume {
             let names = files.isEmpty ? ["-"] : files
@@ -109,7 +105,7 @@ struct QBUntar: QBCommand {
         } else {
             reader = TarReader(source: try FileDescriptor.input(files.first), options: options)
         }
-        var matched = [Bool](repeating: false, count: patterns.count)
+        var selection = MemberPatterns(patterns)
         let out = FileDescriptor.standardOutput()
         let listing = LineWriter(out)
         let extractor = extract ? try TarExtractor(targetDirectory: directory ?? ".",
@@ -120,7 +116,7 @@ struct QBUntar: QBCommand {
         let relocation = try MemberRelocation(within: within, stripComponents: stripComponents)
 
         while let stored = try reader.next() {
-            guard selected(stored.name, &matched) else { continue }
+            guard selection.select(stored.name) else { continue }
             guard let entry = passTar ? stored : try relocation.relocate(stored) else { continue }
             if list {
                 try listing.line(verbose ? listState.long(entry) : entry.name)
@@ -136,25 +132,9 @@ struct QBUntar: QBCommand {
         try listing.flush()
         try extractor?.finish()
         try passThrough?.finish()
-        for (pattern, found) in zip(patterns, matched) where !found {
+        if let pattern = selection.firstUnmatched {
             throw QBError(.usage, "not found in archive", subject: pattern)
         }
-    }
-
-    /// Exact name, directory prefix or fnmatch(3) glob (where `*` also
-    /// matches `/`, as in GNU tar); a leading `./` is ignored on both sides.
-    func selected(_ rawName: String, _ matched: inout [Bool]) -> Bool {
-        if patterns.isEmpty { return true }
-        let name = rawName.hasPrefix("./") ? String(rawName.dropFirst(2)) : rawName
-        var any = false
-        for (i, raw) in patterns.enumerated() {
-            var pattern = raw.hasPrefix("./") ? String(raw.dropFirst(2)) : raw
-            while pattern.count > 1 && pattern.hasSuffix("/") { pattern.removeLast() }
-            let hit = name == pattern || name.hasPrefix(pattern + "/")
-                || fnmatch(pattern, name, 0) == 0 || fnmatch(pattern + "/*", name, 0) == 0
-            if hit { matched[i] = true; any = true }
-        }
-        return any
     }
 }
 

@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import ArgumentParser
 import QubesBackup
 
 /// One-line messages on standard error: `qb-xxx: subject: what (hint)`.
@@ -71,11 +70,6 @@ extension Output {
     }
 }
 
-/// The default number of parallel jobs: one per online CPU.
-public enum ProcessorCount {
-    public static var online: Int { max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN))) }
-}
-
 /// The directory a tool extracts into.
 public enum TargetDirectory {
     /// Creates `path` and its missing parents (as `mkdir -p`, mode 0755
@@ -94,12 +88,5 @@ public enum TargetDirectory {
             }
             prefix += "/"
         }
-    }
-}
-
-/// `--jobs`, as every tool that takes it checks it.
-public enum JobsOption {
-    public static func validate(_ jobs: Int) throws {
-        if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
     }
 }

@@ -134,4 +134,16 @@ import QBTestSupport
         #expect(r.stderr.contains("--jobs must be at least 1"), "\(tool): \(r.stderr)")
         #expect(r.stdout.isEmpty)
     }
+
+    /// So is --max-sparse-entries below 1.
+    @Test(arguments: [
+        ("qb-untar", ["-t", "--max-sparse-entries", "0"]),
+        ("qb-restore", ["--max-sparse-entries", "0", "--passphrase", "pass:x", "-"]),
+    ])
+    func maxSparseEntriesMustBeAtLeastOne(tool: String, arguments: [String]) throws {
+        let r = try run(tool, arguments, stdin: Data("not read".utf8))
+        #expect(r.status == 2)
+        #expect(r.stderr.hasPrefix("\(tool): --max-sparse-entries must be at least 1\n"), "\(tool): \(r.stderr)")
+        #expect(r.stdout.isEmpty)
+    }
 }

@@ -1,8 +1,5 @@
-#if canImport(Glibc)
+// Linux only: the calls below name Glibc's open, read and write, which this type's own methods shadow.
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// Runs a system call, retrying on EINTR; a negative result becomes an
 /// `.io(errno)` error naming the operation and the path.
