@@ -62,16 +62,16 @@ struct QBRestore: QBCommand {
     @Option(name: [.customShort("C"), .customLong("directory")], help: ArgumentHelp("Restore into this directory, created when missing (default: the current one).", valueName: "dir"))
     var directory = "."
 
-    @OptionGroup var jobsOption: JobsOption<JobsHelp>
+    @OptionGroup var jobs: JobsOption<JobsHelp>
     enum JobsHelp: OptionHelp { static let text = "Chunks authenticated (v4: keys derived) at once (default: the number of CPUs). Each v4 derivation takes about 1 GiB." }
 
-    @OptionGroup var maxSizeOption: MaxSizeOption<MaxSizeHelp>
+    @OptionGroup var maxSize: MaxSizeOption<MaxSizeHelp>
     enum MaxSizeHelp: OptionHelp { static let text = "Largest chunk to hold in memory while it is authenticated, in bytes (Qubes writes 100 MiB)." }
 
-    @OptionGroup var maxMemoryOption: MaxMemoryOption<MaxMemoryHelp>
+    @OptionGroup var maxMemory: MaxMemoryOption<MaxMemoryHelp>
     enum MaxMemoryHelp: OptionHelp { static let text = "v4: largest scrypt memory, 128·r·(N+p+2), to accept, in bytes; the default 2 GiB covers Qubes' parameters." }
 
-    @OptionGroup var maxSparseEntriesOption: MaxSparseEntriesOption<MaxSparseEntriesHelp>
+    @OptionGroup var maxSparseEntries: MaxSparseEntriesOption<MaxSparseEntriesHelp>
     enum MaxSparseEntriesHelp: OptionHelp { static let text = "Most regions the sparse map of a restored file may list (default 1000000); raise it only for a backup you trust." }
 
     @Flag(name: [.customShort("v"), .customLong("verbose")], help: "Name each file on standard error as it is finished.")
@@ -98,12 +98,6 @@ struct QBRestore: QBCommand {
         if files && (list || verifyOnly) { throw ValidationError("--files restores files: not with --list or --verify-only") }
     }
 
-    // run() reads the limits under their option names.
-    var jobs: Int { jobsOption.value }
-    var maxSize: Int { maxSizeOption.value }
-    var maxMemory: Int { maxMemoryOption.value }
-    var maxSparseEntries: Int { maxSparseEntriesOption.value }
-
     func run() throws {
         let input = try FileDescriptor.input(backup)
         if input.rawValue == 0 && input.isTerminal {
@@ -113,8 +107,8 @@ struct QBRestore: QBCommand {
         let meter = noProgress || list || explain ? nil : ProgressMeter(total: input.regularFileSize)
         defer { meter?.end() }
         let report = Report(meter: meter, verbose: verbose)
-        let options = RestoreOptions(parallelism: jobs, maximumChunkSize: maxSize,
-                                     scryptLimits: ScryptLimits(maximumMemory: maxMemory))
+        let options = RestoreOptions(parallelism: jobs.value, maximumChunkSize: maxSize.value,
+                                     scryptLimits: ScryptLimits(maximumMemory: maxMemory.value))
         let authenticated = try BackupRestore(source: MeteredSource(input, meter: meter), passphrase: secret,
                                               options: options, observer: report).readHeader()
         let header = authenticated.header
@@ -150,7 +144,7 @@ struct QBRestore: QBCommand {
         }
         var created = Set(selection.selected.map(\.directoryName))
         var limits = TarLimits.default
-        limits.maxSparseEntries = maxSparseEntries
+        limits.maxSparseEntries = maxSparseEntries.value
         var unclaimed: [String] = []
         let restored: [(file: String, chunks: Int)]
         do {

@@ -11,7 +11,7 @@ public struct RestoreOptions: Sendable {
     /// `decompression.blockSize`). Smaller costs more calls, not safety.
     public var blockSize: Int
 
-    public init(parallelism: Int, maximumChunkSize: Int = 1 << 30, scryptLimits: ScryptLimits = .default,
+    public init(parallelism: Int, maximumChunkSize: Int = ChunkSizeLimit.defaultMaximum, scryptLimits: ScryptLimits = .default,
                 decompression: DecompressionOptions = DecompressionOptions(), blockSize: Int = IOBuffer.defaultCapacity) {
         self.parallelism = parallelism
         self.maximumChunkSize = maximumChunkSize
