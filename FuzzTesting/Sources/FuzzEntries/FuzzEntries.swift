@@ -11,6 +11,7 @@
 // and the invariants checked below with `fuzzInvariant`.
 
 import Foundation
+import Synchronization
 import QubesBackup
 
 /// What one input did: accepted, or refused with a QBError of this kind.
@@ -220,8 +221,16 @@ public enum FuzzEntries {
     /// and small blocks reach the block-boundary paths with small inputs.
     static let blockSize = 1 << 14
 
-    /// A scratch directory of this process, made once.
-    nonisolated(unsafe) static var scratch: String?
+    /// A scratch path of its own for each call: the fuzzer calls one input
+    /// at a time, but the regression tests replay inputs on parallel
+    /// threads, and a shared path let one call delete another's files.
+    static func scratchPath(_ what: String) -> String {
+        let files = FileManager.default
+        let shm = files.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
+        let base = ProcessInfo.processInfo.environment["QB_FUZZ_SCRATCH"] ?? shm
+        return base + "/qb-fuzz-\(what)-\(getpid())-\(scratchCounter.add(1, ordering: .relaxed).oldValue)"
+    }
+    static let scratchCounter = Atomic<Int>(0)
 
     /// Input: as `tarReader`. Extracts up to 64 members into a scratch
     /// directory (under $QB_FUZZ_SCRATCH, else /dev/shm or the temporary
@@ -230,15 +239,11 @@ public enum FuzzEntries {
         guard data.count >= 2 else { return .accepted }
         let reader = tarReader(data)
         let files = FileManager.default
-        if scratch == nil {
-            let shm = files.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
-            let base = ProcessInfo.processInfo.environment["QB_FUZZ_SCRATCH"] ?? shm
-            scratch = base + "/qb-fuzz-extract-\(getpid())"
-        }
-        let target = scratch! + "/target"
-        try? files.removeItem(atPath: scratch!)
+        let scratch = scratchPath("extract")
+        let target = scratch + "/target"
+        try? files.removeItem(atPath: scratch)
         try? files.createDirectory(atPath: target, withIntermediateDirectories: true)
-        defer { try? files.removeItem(atPath: scratch!) }
+        defer { try? files.removeItem(atPath: scratch) }
         return run { () throws(QBError) in
             let extractor = try TarExtractor(targetDirectory: target)
             var members = 0
@@ -248,7 +253,7 @@ public enum FuzzEntries {
             }
             try extractor.finish()
             // Nothing may appear beside the target: everything stays inside it.
-            let outside = (try? files.contentsOfDirectory(atPath: scratch!)) ?? []
+            let outside = (try? files.contentsOfDirectory(atPath: scratch)) ?? []
             fuzzInvariant(outside == ["target"], "extraction wrote outside its target: \(outside)")
         }
     }
@@ -429,9 +434,6 @@ public enum FuzzEntries {
     /// The refusal the harness throws out of the walk when a budget is spent.
     static let budgetSpent = QBError(.limitExceeded, "fuzz harness budget spent")
 
-    /// A scratch image file of this process, named once.
-    nonisolated(unsafe) static var scratchImage: String?
-
     /// Most zeros `writeFilesystemImage` inserts per run: 4 MiB.
     static let filesystemHoleLimit = 0x0FFF
 
@@ -496,12 +498,7 @@ public enum FuzzEntries {
     /// past its size; no directory inode is visited twice.
     public static func filesystem(_ data: [UInt8]) -> FuzzOutcome {
         let files = FileManager.default
-        if scratchImage == nil {
-            let shm = files.fileExists(atPath: "/dev/shm") ? "/dev/shm" : NSTemporaryDirectory()
-            let base = ProcessInfo.processInfo.environment["QB_FUZZ_SCRATCH"] ?? shm
-            scratchImage = base + "/qb-fuzz-filesystem-\(getpid()).img"
-        }
-        let path = scratchImage!
+        let path = scratchPath("filesystem") + ".img"
         writeFilesystemImage(data, to: path)
         defer { try? files.removeItem(atPath: path) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 16)
