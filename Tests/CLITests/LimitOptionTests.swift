@@ -121,29 +121,19 @@ import QBTestSupport
         #expect(ok.status == 0, "\(ok.stderr)")
     }
 
-    /// --jobs below 1 is a usage error in every tool that takes it, before
-    /// anything is read.
+    /// --jobs and --max-sparse-entries below 1 are usage errors in every
+    /// tool that takes them, before anything is read.
     @Test(arguments: [
-        ("qb-hmac", ["--check", "-j", "0", "--passphrase", "pass:x"]),
-        ("qb-decrypt", ["--chunks", "--backup-id", "x", "-j", "0", "--passphrase", "pass:x"]),
-        ("qb-restore", ["-j", "0", "--passphrase", "pass:x", "-"]),
+        ("qb-hmac", ["--check", "-j", "0", "--passphrase", "pass:x"], "--jobs must be at least 1"),
+        ("qb-decrypt", ["--chunks", "--backup-id", "x", "-j", "0", "--passphrase", "pass:x"], "--jobs must be at least 1"),
+        ("qb-restore", ["-j", "0", "--passphrase", "pass:x", "-"], "--jobs must be at least 1"),
+        ("qb-untar", ["-t", "--max-sparse-entries", "0"], "--max-sparse-entries must be at least 1"),
+        ("qb-restore", ["--max-sparse-entries", "0", "--passphrase", "pass:x", "-"], "--max-sparse-entries must be at least 1"),
     ])
-    func jobsMustBeAtLeastOne(tool: String, arguments: [String]) throws {
+    func limitsMustBeAtLeastOne(tool: String, arguments: [String], message: String) throws {
         let r = try run(tool, arguments, stdin: Data("not read".utf8))
         #expect(r.status == 2)
-        #expect(r.stderr.contains("--jobs must be at least 1"), "\(tool): \(r.stderr)")
-        #expect(r.stdout.isEmpty)
-    }
-
-    /// So is --max-sparse-entries below 1.
-    @Test(arguments: [
-        ("qb-untar", ["-t", "--max-sparse-entries", "0"]),
-        ("qb-restore", ["--max-sparse-entries", "0", "--passphrase", "pass:x", "-"]),
-    ])
-    func maxSparseEntriesMustBeAtLeastOne(tool: String, arguments: [String]) throws {
-        let r = try run(tool, arguments, stdin: Data("not read".utf8))
-        #expect(r.status == 2)
-        #expect(r.stderr.hasPrefix("\(tool): --max-sparse-entries must be at least 1\n"), "\(tool): \(r.stderr)")
+        #expect(r.stderr.hasPrefix("\(tool): \(message)\n"), "\(tool): \(r.stderr)")
         #expect(r.stdout.isEmpty)
     }
 }
