@@ -66,10 +66,10 @@ public final class ChunkReader {
     /// The member's logical content (holes as zeros) in `storage`'s memory,
     /// copied once, from the tar reader's buffer.
     private func readContents(of entry: TarEntry, into storage: consuming [UInt8]) throws(QBError) -> [UInt8] {
+        let size = Int(entry.size)
         var bytes = storage
         bytes.removeAll(keepingCapacity: true)
-        bytes.reserveCapacity(Int(entry.size))
-        let size = Int(entry.size)
+        bytes.reserveCapacity(size)
         while try reader.readFragment({ (offset, fragment) throws(QBError) in
             // The tar reader keeps fragments inside the member's size.
             guard offset >= bytes.count, Int(offset) <= size - fragment.byteCount else {
@@ -140,9 +140,5 @@ final class ChunkHandoff: @unchecked Sendable {
     // @unchecked: set before the job is queued, taken once by the job.
     private var chunk: StoredChunk?
     init(_ chunk: consuming StoredChunk) { self.chunk = chunk }
-    func take() -> StoredChunk {
-        var out: StoredChunk? = nil
-        swap(&out, &chunk)
-        return out!
-    }
+    func take() -> StoredChunk { chunk.take()! }
 }

@@ -87,23 +87,6 @@ public final class MemorySink: ByteSink {
 
     public init(limit: Int = Int.max) { self.limit = limit }
 
-    /// Collects into `storage`'s memory, emptied first, grown once to
-    /// `expected` bytes when it holds less.
-    public init(limit: Int, expected: Int, reusing storage: consuming [UInt8]) {
-        self.limit = limit
-        storage.removeAll(keepingCapacity: true)
-        storage.reserveCapacity(Swift.min(expected, limit))
-        self.bytes = storage
-    }
-
-    /// The bytes collected, leaving the sink empty: the caller owns the only
-    /// reference, so the memory can be reused once they are released.
-    public func take() -> [UInt8] {
-        var out: [UInt8] = []
-        swap(&out, &bytes)
-        return out
-    }
-
     public func write(_ bytes: RawSpan) throws(QBError) {
         if self.bytes.count + bytes.byteCount > limit {
             throw QBError(.limitExceeded, "output is larger than \(limit) bytes")

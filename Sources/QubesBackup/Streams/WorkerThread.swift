@@ -41,9 +41,7 @@ public final class WorkerThread<Value: Sendable> {
             pthread_join(thread, nil)
             joined = true
         }
-        var result: Result<Value, QBError>? = nil
-        swap(&result, &cell.result)
-        return result ?? .failure(QBError(.internalError, "worker thread result already taken, or none"))
+        return cell.result.take() ?? .failure(QBError(.internalError, "worker thread result already taken, or none"))
     }
 
     deinit { if !joined { pthread_join(thread, nil) } }

@@ -17,18 +17,13 @@ public final class TarPassThrough {
         let sink = self.sink
         while try reader.readFragment({ (_, bytes: RawSpan) throws(QBError) in try sink.write(bytes) }) {}
         let pad = TarHeaderBlock.padding(after: entry.storedSize)
-        if pad > 0 { try write(zeros[0..<pad]) }
+        if pad > 0 { try sink.write(contentsOf: zeros[0..<pad]) }
     }
 
     /// Ends the archive and finishes the sink.
     public func finish() throws(QBError) {
-        try write(zeros[...])
+        try sink.write(contentsOf: zeros[...])
         try sink.finish()
-    }
-
-    private func write(_ bytes: ArraySlice<UInt8>) throws(QBError) {
-        let copy = Array(bytes)
-        try sink.write(copy.span.bytes)
     }
 }
 
