@@ -92,14 +92,15 @@ public struct BackupRestore: ~Copyable {
         }
         let ahead = early ?? ReadAhead(chunks: ChunkReader(reader: context.reader, layout: header.version == 4 ? .envelopes : .hmacPairs,
                                                           maximumChunkSize: context.options.maximumChunkSize))
-        return AuthenticatedHeader(header: header, authentication: method, context: context, opener: opener, ahead: ahead)
+        return AuthenticatedHeader(read: HeaderRead(header: header, authentication: method), context: context, opener: opener, ahead: ahead)
     }
 }
 
 /// A backup whose header was authenticated and validated; `qubes.xml` is next.
 public struct AuthenticatedHeader: ~Copyable {
-    public let header: BackupHeader
-    public let authentication: AuthenticationMethod
+    fileprivate let read: HeaderRead
+    public var header: BackupHeader { read.header }
+    public var authentication: AuthenticationMethod { read.authentication }
     fileprivate let context: RestoreContext
     fileprivate let opener: ChunkOpener
     fileprivate var ahead: ReadAhead
@@ -112,7 +113,7 @@ public struct AuthenticatedHeader: ~Copyable {
         guard next?.name.file == "qubes.xml" else {
             ahead.discardGuess()
             context.observer?.warning("no qubes.xml after the header: VMs are known only by their backup directory (vm3, …)")
-            return BackupFiles(header: header, authentication: authentication, vms: nil, qubesXMLChunks: 0,
+            return BackupFiles(headerRead: read, list: VMListRead(vms: nil, qubesXMLChunks: 0),
                                context: context, opener: opener, chunks: ahead.chunks, first: next)
         }
         let pipeline = try FilePipeline(file: "qubes.xml", header: header, passphrase: context.passphrase,
@@ -132,19 +133,20 @@ public struct AuthenticatedHeader: ~Copyable {
         }
         ahead.discardGuess()
         let xml = try pipeline.finish().captured
-        return BackupFiles(header: header, authentication: authentication, vms: try QubesXML.parseVMs(xml),
-                           qubesXMLChunks: chunkCount, context: context, opener: opener, chunks: ahead.chunks, first: next)
+        return BackupFiles(headerRead: read, list: VMListRead(vms: try QubesXML.parseVMs(xml), qubesXMLChunks: chunkCount),
+                           context: context, opener: opener, chunks: ahead.chunks, first: next)
     }
 }
 
 /// A backup whose header and `qubes.xml` were read; the backed-up files are next.
 public struct BackupFiles: ~Copyable {
-    public let header: BackupHeader
-    public let authentication: AuthenticationMethod
+    fileprivate let headerRead: HeaderRead
+    fileprivate let list: VMListRead
+    public var authentication: AuthenticationMethod { headerRead.authentication }
     /// The VMs `qubes.xml` lists; nil when the backup has no qubes.xml.
-    public let vms: [VMEntry]?
+    public var vms: [VMEntry]? { list.vms }
     /// How many chunks qubes.xml had.
-    public let qubesXMLChunks: Int
+    public var qubesXMLChunks: Int { list.qubesXMLChunks }
     fileprivate let context: RestoreContext
     fileprivate let opener: ChunkOpener
     fileprivate let chunks: ChunkReader
@@ -155,7 +157,7 @@ public struct BackupFiles: ~Copyable {
     /// `route` says. Returns the files met, with their chunk counts, in order.
     @discardableResult
     public consuming func process(route: (String) throws(QBError) -> BackupRestore.Route) throws(QBError) -> [(file: String, chunks: Int)] {
-        let context = self.context, chunks = self.chunks, opener = self.opener, header = self.header
+        let context = self.context, chunks = self.chunks, opener = self.opener, header = self.headerRead.header
         let options = context.options
         let jobs = InOrderJobs(parallelism: options.parallelism)
         var files: [(file: String, chunks: Int)] = []
@@ -219,6 +221,33 @@ public struct BackupFiles: ~Copyable {
             throw error
         }
         return files
+    }
+}
+
+// What the steps found is kept in objects, and the steps' public
+// properties read it from them: in release builds of Swift 6.3, a value
+// read from a stored property of a noncopyable step and still used after
+// the step was consumed was not retained — qb-restore --verify-only read
+// qubes.xml's VM list after `process` had freed it and crashed in about
+// one run of two. A value loaded from an object is always retained.
+
+/// The header, authenticated and validated.
+private final class HeaderRead: Sendable {
+    let header: BackupHeader
+    let authentication: AuthenticationMethod
+    init(header: BackupHeader, authentication: AuthenticationMethod) {
+        self.header = header
+        self.authentication = authentication
+    }
+}
+
+/// What qubes.xml said.
+private final class VMListRead: Sendable {
+    let vms: [VMEntry]?
+    let qubesXMLChunks: Int
+    init(vms: [VMEntry]?, qubesXMLChunks: Int) {
+        self.vms = vms
+        self.qubesXMLChunks = qubesXMLChunks
     }
 }
 
