@@ -63,6 +63,9 @@ struct QBFs: QBCommand {
     @Flag(help: "Read the filesystem as it is on disk: do not replay a journal that needs recovery.")
     var noJournal = false
 
+    @Option(help: ArgumentHelp("The most memory the walk holds at once: open directories and the names of files with several links (default 256 MiB). Past it, what does not fit is reported and skipped.", valueName: "bytes"))
+    var maxMemory = Ext4Filesystem.Options.defaultWalkMemoryBytes
+
     @Flag(help: "No progress line, even on a terminal.")
     var noProgress = false
 
@@ -85,6 +88,7 @@ struct QBFs: QBCommand {
         guard !toStdout || !paths.isEmpty else { throw ValidationError("-O needs the PATH of at least one file") }
         guard !info || paths.isEmpty else { throw ValidationError("--info takes no PATH") }
         guard partition.map({ $0 >= 1 }) ?? true else { throw ValidationError("--partition counts from 1") }
+        guard maxMemory >= 1 << 20 else { throw ValidationError("--max-memory must be at least 1048576 (1 MiB)") }
         guard image != "-" else {
             throw ValidationError("the image must be a file: a filesystem needs random access, which a pipe cannot give (save it to a file first)")
         }
@@ -92,7 +96,7 @@ struct QBFs: QBCommand {
 
     func run() throws {
         if info { return try describe() }
-        let session = try FilesystemSession(image: image, partition: partition, replayJournal: !noJournal)
+        let session = try FilesystemSession(image: image, partition: partition, replayJournal: !noJournal, walkMemoryBytes: maxMemory)
         let export = FilesystemExport(session.filesystem)
         let report = { (problem: FileProblem) in session.report(problem) }
         // File data done out of the filesystem's used space: a little over
@@ -135,9 +139,12 @@ struct QBFs: QBCommand {
         }
     }
 
+    /// The image, its partition table, then the filesystem; what cannot
+    /// be read is named (NTFS, LUKS, LVM, …) with the program that reads it.
     private func describe() throws {
-        let session = try FilesystemSession(image: image, partition: partition, replayJournal: !noJournal, quiet: true)
-        let (file, table, located, fs) = (session.file, session.table, session.location, session.filesystem)
+        let file = try ImageFile(path: image)
+        let table = try PartitionTable.read(from: file)
+        for warning in table.warnings { Diagnostics.warning("\(image): \(warning)") }
         var lines: [String] = []
         lines.append("image: \(image) (\(file.size) bytes)")
         switch table.scheme {
@@ -147,9 +154,23 @@ struct QBFs: QBCommand {
             for p in table.partitions {
                 var line = "  \(p.number): offset \(p.start), \(p.size) bytes, type \(p.typeName ?? p.type)"
                 if !p.name.isEmpty { line += ", name \"\(p.name)\"" }
-                if let fs = located.probed[p.number] { line += ", \(fs)" }
+                switch FilesystemLocator.probe(file, start: p.start, length: p.size) {
+                case .ext(let type): line += ", \(type)"
+                case .foreign(let format): line += ", \(format.name) (not ext2/3/4: \(format.advice))"
+                case .unknown: line += ", no ext2/3/4 filesystem"
+                }
                 lines.append(line)
             }
+        }
+        let located: FilesystemLocation
+        let fs: Ext4Filesystem
+        do {
+            located = try FilesystemLocator.locate(in: file, table: table, partition: partition)
+            fs = try Ext4Filesystem(window: located.window, options: .init(replayJournal: !noJournal))
+        } catch {
+            // What was found so far, then the one-line error and its status.
+            for line in lines { try Output.line(line) }
+            throw error
         }
         lines.append(located.partition.map { "filesystem: partition \($0) at offset \(located.window.start)" } ?? "filesystem: the whole image")
         lines.append(contentsOf: FilesystemSummary(fs).lines.map { "  " + $0 })

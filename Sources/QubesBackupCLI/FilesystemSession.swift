@@ -18,7 +18,8 @@ public final class FilesystemSession {
 
     /// `quiet`: print nothing on opening (`--info` shows the problems
     /// itself, on standard output).
-    public init(image: String, partition: Int? = nil, replayJournal: Bool = true, prefix: String = "",
+    public init(image: String, partition: Int? = nil, replayJournal: Bool = true,
+                walkMemoryBytes: Int = Ext4Filesystem.Options.defaultWalkMemoryBytes, prefix: String = "",
                 quiet: Bool = false) throws(QBError) {
         self.image = image
         self.prefix = prefix
@@ -26,7 +27,9 @@ public final class FilesystemSession {
         table = try PartitionTable.read(from: file)
         for warning in table.warnings { Diagnostics.warning("\(image): \(warning)") }
         location = try FilesystemLocator.locate(in: file, table: table, partition: partition)
-        filesystem = try Ext4Filesystem(window: location.window, options: .init(replayJournal: replayJournal))
+        filesystem = try Ext4Filesystem(window: location.window,
+                                        options: .init(replayJournal: replayJournal, walkMemoryBytes: walkMemoryBytes,
+                                                       budgetHint: "qb-fs --max-memory raises it"))
         if quiet { return }
         if !replayJournal && filesystem.superblock.features.incompatible.contains(.needsRecovery) {
             Diagnostics.warning("\(image): the journal needs recovery and was not replayed (--no-journal): the last changes before the VM stopped may be missing")

@@ -509,7 +509,7 @@ public enum FuzzEntries {
             let location = try FilesystemLocator.locate(in: image, table: table, partition: nil)
             let fs = try Ext4Filesystem(window: location.window,
                                         options: .init(verifyChecksums: (data.first ?? 0) & 0x08 != 0, replayJournal: true,
-                                                       cacheBytes: 1 << 20, maxDirectoryBytes: 1 << 20))
+                                                       cacheBytes: 1 << 20, walkMemoryBytes: 16 << 20))
             _ = FilesystemSummary(fs).lines
             var directories = Set<UInt32>()
             var visits = 0

@@ -27,22 +27,20 @@ extension Ext4Filesystem {
         let size = Int64(inode.size), bs = Int64(blockSize)
         try forEachRun(of: inode) { (run: DataRun) throws(QBError) in
             if run.unwritten { return }
-            let start = Int64(run.logical) * bs
-            let end = min(size, start + Int64(run.count) * bs)
-            guard let journal, journal.replacesAny(run.physical, count: run.count) else {
-                try body(.image(offset: start, imageOffset: Int64(run.physical) * bs, count: Int(end - start)))
-                return
-            }
-            // The journal replaced some of these blocks: block by block.
-            var offset = start
-            for i in 0..<run.count where offset < end {
-                let n = Int(min(bs, end - offset))
-                if let replaced = try journal.replayedContents(of: run.physical + i) {
-                    try body(.bytes(offset: offset, Array(replaced[0..<n])))
-                } else {
-                    try body(.image(offset: offset, imageOffset: Int64(run.physical + i) * bs, count: n))
+            var offset = Int64(run.logical) * bs
+            // Blocks the journal replaced come as bytes, the rest as
+            // stretches of the image that can be copied as they are.
+            try blocks.forEachSegment(run.physical, count: run.count) { (segment: BlockSegment) throws(QBError) in
+                switch segment {
+                case .image(let first, let count):
+                    let n = min(Int64(count) * bs, size - offset)
+                    if n > 0 { try body(.image(offset: offset, imageOffset: Int64(first) * bs, count: Int(n))) }
+                    offset += Int64(count) * bs
+                case .bytes(_, let bytes):
+                    let n = min(bs, size - offset)
+                    if n > 0 { try body(.bytes(offset: offset, Array(bytes[0..<Int(n)]))) }
+                    offset += bs
                 }
-                offset += bs
             }
         }
     }

@@ -7,6 +7,31 @@ struct DataRun: Sendable, Equatable {
     var unwritten: Bool
 }
 
+/// The blocks given to files so far in a walk, one bit each. ext4 has no
+/// shared blocks (no reflinks), so a block mapped twice, by two files or
+/// twice by one, is damage: the second claimant is reported and skipped, as
+/// e2fsck's pass 1B finds it. This is what bounds a walk's output by the
+/// filesystem's size: without it, any number of inodes could map the same
+/// blocks and a small image expand into terabytes.
+final class BlockClaims {
+    private var bits = SparseBitmap()
+    /// shared_blocks (read-only deduplicated images) allows data blocks to
+    /// be shared; index blocks are still checked.
+    let dataMayBeShared: Bool
+
+    init(dataMayBeShared: Bool) { self.dataMayBeShared = dataMayBeShared }
+
+    var bytes: Int { bits.bytes }
+
+    func claim(_ first: UInt64, count: UInt64, data: Bool, inode: UInt32) throws(QBError) {
+        if data && dataMayBeShared { return }
+        if let taken = bits.insertAll(first, count: count) {
+            throw QBError(.malformed, "inode \(inode) maps block \(taken), which an earlier file or directory (or this one) maps already",
+                          hint: "blocks are never shared in ext4; this copy is skipped")
+        }
+    }
+}
+
 extension Ext4Filesystem {
     /// The extent tree's deepest legal level (the kernel's EXT4_MAX_EXTENT_DEPTH).
     static let maxExtentDepth = 5
@@ -16,27 +41,26 @@ extension Ext4Filesystem {
     /// between runs. Every block number is checked against the filesystem,
     /// extent trees are walked with an explicit stack, bounded in depth,
     /// and must increase strictly, so a hostile tree can neither loop nor
-    /// make the walk revisit blocks.
-    func forEachRun(of inode: Inode, _ body: (DataRun) throws(QBError) -> Void) throws(QBError) {
+    /// make the walk revisit blocks. With `claims`, every data and index
+    /// block is claimed for this file (a block claimed before is an error);
+    /// every index block read counts against the image's mapping budget.
+    func forEachRun(of inode: Inode, claiming claims: BlockClaims? = nil,
+                    _ body: (DataRun) throws(QBError) -> Void) throws(QBError) {
         let blocks = (inode.size + UInt64(blockSize) - 1) / UInt64(blockSize)
         if blocks == 0 { return }
-        // i_blocks counts every block the inode owns; a map that reaches
-        // more blocks is lying (and could make a small image expand into
-        // terabytes of output by pointing at one block again and again).
-        let owned = min(inode.blocks / UInt64(blockSize / 512), superblock.blocksCount)
-        var mapped: UInt64 = 0
-        let checked = { (run: DataRun) throws(QBError) in
-            mapped += run.count
-            guard mapped <= owned else {
-                throw QBError(.malformed, "inode \(inode.number) maps more blocks than the \(owned) it owns")
-            }
-            try body(run)
-        }
         if inode.usesExtents {
-            try walkExtents(inode, fileBlocks: blocks, checked)
+            try walkExtents(inode, fileBlocks: blocks, claims: claims, body)
         } else {
-            try walkBlockMap(inode, fileBlocks: blocks, checked)
+            try walkBlockMap(inode, fileBlocks: blocks, claims: claims, body)
         }
+    }
+
+    /// The file's runs, for a caller that holds them (a directory being
+    /// walked, the journal).
+    func runs(of inode: Inode, claiming claims: BlockClaims? = nil) throws(QBError) -> [DataRun] {
+        var runs: [DataRun] = []
+        try forEachRun(of: inode, claiming: claims) { (run: DataRun) throws(QBError) in runs.append(run) }
+        return runs
     }
 
     // MARK: - Extent trees
@@ -73,11 +97,11 @@ extension Ext4Filesystem {
         return ExtentNode(bytes: bytes, entries: entries, depth: depth, low: low, high: high)
     }
 
-    private func walkExtents(_ inode: Inode, fileBlocks: UInt64, _ body: (DataRun) throws(QBError) -> Void) throws(QBError) {
+    private func walkExtents(_ inode: Inode, fileBlocks: UInt64, claims: BlockClaims?,
+                             _ body: (DataRun) throws(QBError) -> Void) throws(QBError) {
         let limit: UInt64 = 1 << 32
         var stack = [try extentNode(inode.blockArea, capacity: 4, expectedDepth: nil, inode: inode, low: 0, high: limit, blockNumber: nil)]
         var nextLogical: UInt64 = 0
-        var visited = 0
         while !stack.isEmpty {
             let top = stack.count - 1
             let i = stack[top].next
@@ -89,7 +113,9 @@ extension Ext4Filesystem {
             guard first >= node.low, first < node.high, first >= nextLogical || node.depth > 0 else {
                 throw QBError(.malformed, "inode \(inode.number): extents out of order at logical block \(first)")
             }
-            if first >= fileBlocks { continue }
+            // Nothing at or past the file's last block is read: the walk
+            // ends at the file's size, however much the tree maps.
+            if first >= fileBlocks { return }
             if node.depth == 0 {
                 let rawLength = UInt64(node.bytes.le16(at + 4))
                 let unwritten = rawLength > 32768
@@ -101,6 +127,7 @@ extension Ext4Filesystem {
                 try checkBlocks(physical, count: length, what: "inode \(inode.number)'s extent")
                 nextLogical = first + length
                 let count = min(length, fileBlocks - first)
+                try claims?.claim(physical, count: count, data: true, inode: inode.number)
                 try body(DataRun(logical: first, physical: physical, count: count, unwritten: unwritten))
             } else {
                 // An index entry covers up to the next entry's start (or the parent's end).
@@ -109,12 +136,9 @@ extension Ext4Filesystem {
                     throw QBError(.malformed, "inode \(inode.number): extent index out of order at logical block \(first)")
                 }
                 let child = UInt64(node.bytes.le16(at + 8)) << 32 | UInt64(node.bytes.le32(at + 4))
-                visited += 1
-                // Each node read must make progress; more nodes than the
-                // filesystem has blocks means a shared (looping) tree.
-                guard UInt64(visited) <= superblock.blocksCount else {
-                    throw QBError(.malformed, "inode \(inode.number): extent tree visits more nodes than the filesystem has blocks")
-                }
+                try checkBlocks(child, what: "inode \(inode.number)'s extent index")
+                try chargeMappingWork()
+                try claims?.claim(child, count: 1, data: false, inode: inode.number)
                 let bytes = try block(child, what: "inode \(inode.number)'s extent index")
                 stack.append(try extentNode(bytes, capacity: (blockSize - 12) / 12, expectedDepth: node.depth - 1, inode: inode,
                                             low: first, high: high, blockNumber: child))
@@ -124,9 +148,11 @@ extension Ext4Filesystem {
 
     // MARK: - Block maps (ext2/ext3)
 
-    private func walkBlockMap(_ inode: Inode, fileBlocks: UInt64, _ body: (DataRun) throws(QBError) -> Void) throws(QBError) {
+    private func walkBlockMap(_ inode: Inode, fileBlocks: UInt64, claims: BlockClaims?,
+                              _ body: (DataRun) throws(QBError) -> Void) throws(QBError) {
         var pending: DataRun?
         func emit(_ logical: UInt64, _ physical: UInt64) throws(QBError) {
+            try claims?.claim(physical, count: 1, data: true, inode: inode.number)
             if var run = pending, run.logical + run.count == logical, run.physical + run.count == physical {
                 run.count += 1
                 pending = run
@@ -135,9 +161,10 @@ extension Ext4Filesystem {
             if let run = pending { try body(run) }
             pending = DataRun(logical: logical, physical: physical, count: 1, unwritten: false)
         }
-        let perBlock = UInt64(blockSize / 4)
+        let perBlock = blockSize / 4
+        let p = UInt64(perBlock)
         // Logical blocks covered by one pointer at each level: 1, p, p², p³.
-        let span: [UInt64] = [1, perBlock, perBlock * perBlock, perBlock * perBlock * perBlock]
+        let span: [UInt64] = [1, p, p * p, p * p * p]
         var logical: UInt64 = 0
         func descend(_ pointer: UInt64, level: Int) throws(QBError) {
             if logical >= fileBlocks { return }
@@ -148,10 +175,20 @@ extension Ext4Filesystem {
                 logical += 1
                 return
             }
+            try chargeMappingWork()
+            try claims?.claim(pointer, count: 1, data: false, inode: inode.number)
             let table = try block(pointer, what: "inode \(inode.number)'s indirect block")
-            for i in 0..<Int(perBlock) {
-                if logical >= fileBlocks { return }
+            var i = 0
+            while i < perBlock, logical < fileBlocks {
+                // Runs of zero pointers (holes) are passed over a word at a
+                // time: an all-zero table costs one scan, not one step per
+                // block it could have mapped.
+                let next = Self.nextNonzeroEntry(table, from: i, count: perBlock)
+                logical += UInt64(next - i) * span[level - 1]
+                i = next
+                if i == perBlock { break }
                 try descend(UInt64(table.le32(4 * i)), level: level - 1)
+                i += 1
             }
         }
         for i in 0..<15 {
@@ -159,5 +196,27 @@ extension Ext4Filesystem {
             try descend(UInt64(inode.blockArea.le32(4 * i)), level: level)
         }
         if let run = pending { try body(run) }
+    }
+
+    /// The index of the first nonzero 32-bit entry at or after `start` in
+    /// the first `count` entries of `table`, or `count`.
+    static func nextNonzeroEntry(_ table: [UInt8], from start: Int, count: Int) -> Int {
+        table.withUnsafeBytes { raw -> Int in
+            var i = start
+            // Two entries per 64-bit load once aligned.
+            while i < count && i & 1 != 0 {
+                if raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self) != 0 { return i }
+                i += 1
+            }
+            while i + 2 <= count {
+                let pair = raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt64.self)
+                if pair != 0 {
+                    return raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self) != 0 ? i : i + 1
+                }
+                i += 2
+            }
+            if i < count, raw.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self) != 0 { return i }
+            return count
+        }
     }
 }

@@ -55,13 +55,15 @@ public final class FilesystemExport {
                 for w in warnings { warning(w) }
             } catch {
                 // The image was damaged under this file: report, go on. A
-                // refusal by the extractor (a name that would escape) is
-                // the file's problem too. Only the output failing ends it.
+                // refusal by the extractor (a name that would escape), or by
+                // this machine's filesystem for this one file, is the file's
+                // problem too. Only the output failing ends it.
                 if let sourceFailure {
                     damaged(FileProblem(path: node.name, inode: node.inode.number, error: sourceFailure))
                     return false
                 }
                 switch error.kind {
+                case .io(let code) where Self.refusesOnlyThisFile(code): break
                 case .io, .cryptoLibrary, .cancelled, .internalError: throw error
                 default: break
                 }
@@ -73,6 +75,17 @@ public final class FilesystemExport {
             return true
         }, damaged: damaged)
         try extractor.finish()
+    }
+
+    /// Whether `errno` from creating a file says this machine cannot hold
+    /// that one file (its name, its link target, its size, its kind), not
+    /// that the output has failed: a symbolic link target past PATH_MAX
+    /// (ENAMETOOLONG), a name the filesystem refuses (EINVAL, EILSEQ), a
+    /// file larger than it allows (EFBIG), too many links (EMLINK), a kind
+    /// it cannot make (EPERM, EOPNOTSUPP). A full disk, a read-only or
+    /// failing one (ENOSPC, EDQUOT, EROFS, EIO) ends the extraction.
+    static func refusesOnlyThisFile(_ code: Int32) -> Bool {
+        [ENAMETOOLONG, EINVAL, EILSEQ, EFBIG, EMLINK, EPERM, EOPNOTSUPP, EOVERFLOW].contains(code)
     }
 
     /// Writes the contents of the selected regular files to `out`, one

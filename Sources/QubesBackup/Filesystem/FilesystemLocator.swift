@@ -3,9 +3,6 @@ public struct FilesystemLocation: Sendable {
     public var window: ImageWindow
     /// The partition chosen, or nil for a filesystem at offset 0.
     public var partition: Int?
-    /// For each partition, what its superblock says it holds ("ext4",
-    /// "no ext2/3/4 filesystem"), for `--info`.
-    public var probed: [Int: String]
 }
 
 public enum FilesystemLocator {
@@ -13,14 +10,13 @@ public enum FilesystemLocator {
     /// a filesystem at offset 0, else the only partition that holds an
     /// ext2/3/4 filesystem.
     public static func locate(in file: ImageFile, table: PartitionTable, partition: Int?) throws(QBError) -> FilesystemLocation {
-        var probed: [Int: String] = [:]
         var candidates: [Partition] = []
+        var foreign: [(Int, ForeignFormat)] = []
         for p in table.partitions {
-            if let type = probe(file, start: p.start, length: p.size) {
-                probed[p.number] = type
-                candidates.append(p)
-            } else {
-                probed[p.number] = "no ext2/3/4 filesystem"
+            switch probe(file, start: p.start, length: p.size) {
+            case .ext: candidates.append(p)
+            case .foreign(let format): foreign.append((p.number, format))
+            case .unknown: break
             }
         }
         if let partition {
@@ -29,31 +25,50 @@ public enum FilesystemLocator {
                 throw QBError(.usage, "there is no partition \(partition)", subject: file.path,
                               hint: numbers.isEmpty ? "the image has no partition table" : "partitions: \(numbers)")
             }
+            if let (_, format) = foreign.first(where: { $0.0 == partition }) {
+                throw QBError(.unsupported, "partition \(partition) \(format.refusal)", subject: file.path)
+            }
             return FilesystemLocation(window: try ImageWindow(file: file, start: chosen.start, length: chosen.size),
-                                      partition: partition, probed: probed)
+                                      partition: partition)
         }
-        if probe(file, start: 0, length: file.size) != nil || table.scheme == .none {
-            return FilesystemLocation(window: try ImageWindow(file: file), partition: nil, probed: probed)
+        let whole = try ImageWindow(file: file)
+        if case .ext = probe(file, start: 0, length: file.size) {
+            return FilesystemLocation(window: whole, partition: nil)
+        }
+        if table.scheme == .none {
+            if let format = ForeignFormat.identify(whole) { throw QBError(.unsupported, format.refusal, subject: file.path) }
+            return FilesystemLocation(window: whole, partition: nil)
         }
         guard candidates.count == 1 else {
             if candidates.isEmpty {
-                throw QBError(.malformed, "no ext2/3/4 filesystem in any of the \(table.partitions.count) partitions", subject: file.path)
+                let held = foreign.map { "\($0.0) holds \($0.1.name): \($0.1.advice)" }
+                throw QBError(foreign.isEmpty ? .malformed : .unsupported,
+                              "no ext2/3/4 filesystem in any of the \(table.partitions.count) partitions" + (held.isEmpty ? "" : "; partition " + held.joined(separator: "; partition ")),
+                              subject: file.path)
             }
             throw QBError(.usage, "several partitions hold a filesystem (\(candidates.map { String($0.number) }.joined(separator: ", ")))",
                           subject: file.path, hint: "choose one with --partition N")
         }
         let only = candidates[0]
         return FilesystemLocation(window: try ImageWindow(file: file, start: only.start, length: only.size),
-                                  partition: only.number, probed: probed)
+                                  partition: only.number)
     }
 
-    /// "ext2", "ext3" or "ext4" when the range starts with a superblock
-    /// that parses, else nil.
-    static func probe(_ file: ImageFile, start: Int64, length: Int64) -> String? {
-        guard let window = try? ImageWindow(file: file, start: start, length: length),
-              let raw = try? window.read(at: Superblock.offset, count: Superblock.size),
-              let sb = try? Superblock(raw, filesystemBytes: length) else { return nil }
-        return sb.typeName
+    /// What a range of the image starts with.
+    public enum Probe: Sendable, Equatable {
+        /// A superblock that parses: "ext2", "ext3" or "ext4".
+        case ext(String)
+        case foreign(ForeignFormat)
+        case unknown
+    }
+
+    public static func probe(_ file: ImageFile, start: Int64, length: Int64) -> Probe {
+        guard let window = try? ImageWindow(file: file, start: start, length: length) else { return .unknown }
+        if let raw = try? window.read(at: Superblock.offset, count: Superblock.size),
+           let sb = try? Superblock(raw, filesystemBytes: length) {
+            return .ext(sb.typeName)
+        }
+        return ForeignFormat.identify(window).map { .foreign($0) } ?? .unknown
     }
 }
 
@@ -71,10 +86,7 @@ extension Superblock {
     }
 
     /// The UUID in its usual text form.
-    public var uuidString: String {
-        let hex = uuid.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }
-        return [hex[0..<4], hex[4..<6], hex[6..<8], hex[8..<10], hex[10..<16]].map { $0.joined() }.joined(separator: "-")
-    }
+    public var uuidString: String { QubesBackup.uuidString(uuid) }
 }
 
 /// What `qb-fs --info` says of a filesystem, line by line.
@@ -105,7 +117,7 @@ public struct FilesystemSummary {
             l.append("metadata checksums: none")
         }
         if let journal = fs.journalSummary {
-            var line = "journal: inode \(sb.journalInode), \(journal)"
+            var line = sb.journalInode == 0 ? "journal: \(journal)" : "journal: inode \(sb.journalInode), \(journal)"
             if let j = fs.journalSuperblock { line += "; checksums \(j.checksumDescription)" }
             l.append(line)
         } else {

@@ -41,6 +41,15 @@ public struct JournalOverlay: Sendable {
         self.warnings = warnings
     }
 
+    /// Whether the journal replaced any of `count` blocks from `block`.
+    public func replacesAny(_ block: UInt64, count: UInt64) -> Bool {
+        if blocks.isEmpty || count == 0 { return false }
+        if count <= UInt64(blocks.count) {
+            return (block..<(block + count)).contains { blocks[$0] != nil }
+        }
+        return blocks.keys.contains { $0 >= block && $0 - block < count }
+    }
+
     /// The block's replayed contents, or nil when the journal holds none. Restores the escaped magic.
     public func contents(of filesystemBlock: UInt64,
                          readJournalBlock: (UInt64) throws(QBError) -> [UInt8]) throws(QBError) -> [UInt8]? {

@@ -13,6 +13,11 @@ public struct Superblock: Sendable {
     public let inodesCount: UInt32
     public let firstDataBlock: UInt32
     public let blocksPerGroup: UInt32
+    /// Blocks per allocation cluster: 1 unless bigalloc, whose bitmaps,
+    /// free counts and group sizes count clusters. Extents still map blocks.
+    public let clusterRatio: UInt32
+    /// Clusters per group: what one block bitmap covers.
+    public let clustersPerGroup: UInt32
     public let inodesPerGroup: UInt32
     public let inodeSize: Int
     public let firstInode: UInt32
@@ -32,6 +37,11 @@ public struct Superblock: Sendable {
     public let writeTime: Int64
     public let creationTime: Int64
     public let reservedGDTBlocks: UInt16
+    /// s_backup_bgs: with sparse_super2, the only two groups (besides 0)
+    /// that hold a backup superblock and descriptor table; 0 means none.
+    public let backupGroups: (UInt32, UInt32)
+    /// s_journal_dev: the device number of an external journal.
+    public let journalDevice: UInt32
     public let minimumExtraInodeSize: UInt16
     public let logGroupsPerFlex: UInt8
     public let encoding: UInt16
@@ -51,6 +61,56 @@ public struct Superblock: Sendable {
 
     public var groupCount: UInt32 {
         UInt32((blocksCount - UInt64(firstDataBlock) + UInt64(blocksPerGroup) - 1) / UInt64(blocksPerGroup))
+    }
+
+    /// The block that holds the superblock (byte 1024): 1 with 1 KiB
+    /// blocks, whatever s_first_data_block says (bigalloc makes it 0), else 0.
+    public var superblockBlock: UInt64 { blockSize == 1024 ? 1 : 0 }
+
+    /// Group descriptors in one block.
+    var descriptorsPerBlock: UInt32 { UInt32(blockSize / descriptorSize) }
+
+    /// Blocks of group descriptors: one entry per group.
+    var descriptorBlockCount: UInt32 { (groupCount + descriptorsPerBlock - 1) / descriptorsPerBlock }
+
+    func firstBlock(ofGroup group: UInt32) -> UInt64 {
+        UInt64(firstDataBlock) + UInt64(group) * UInt64(blocksPerGroup)
+    }
+
+    /// Whether `group` starts with a copy of the superblock (and, outside
+    /// meta_bg, of the descriptor table), as e2fsprogs' ext2fs_bg_has_super
+    /// and the kernel's ext4_bg_has_super decide: sparse_super2 names its two
+    /// backup groups; sparse_super keeps groups 0, 1 and the powers of 3, 5
+    /// and 7; without either, every group has one.
+    public func hasSuperblockCopy(_ group: UInt32) -> Bool {
+        if group == 0 { return true }
+        if features.compatible.contains(.sparseSuper2) {
+            return group == backupGroups.0 || group == backupGroups.1
+        }
+        if group == 1 || !features.readOnlyCompatible.contains(.sparseSuper) { return true }
+        if group & 1 == 0 { return false }
+        for base: UInt64 in [3, 5, 7] {
+            var power = base
+            while power < UInt64(group) { power *= base }
+            if power == UInt64(group) { return true }
+        }
+        return false
+    }
+
+    /// Where descriptor block `index` lives (the kernel's descriptor_loc):
+    /// after the superblock outside meta_bg; with meta_bg, from block group
+    /// s_first_meta_bg on, in the first group of the groups it describes,
+    /// after that group's superblock copy if it has one.
+    func descriptorBlockLocation(_ index: UInt32) -> UInt64 {
+        guard features.incompatible.contains(.metaBlockGroups), index >= firstMetaBlockGroup else {
+            return superblockBlock + 1 + UInt64(index)
+        }
+        let group = index * descriptorsPerBlock
+        var location = firstBlock(ofGroup: group) + (hasSuperblockCopy(group) ? 1 : 0)
+        // 1 KiB blocks with s_first_data_block 0 (bigalloc): group 0's first
+        // block is block 0, but the superblock is in block 1.
+        if blockSize == 1024 && index == 0 && firstDataBlock == 0 { location += 1 }
+        return location
     }
 
     /// Parses `raw` (exactly 1024 bytes). Refuses what is not an ext2/3/4
@@ -91,6 +151,8 @@ public struct Superblock: Sendable {
         writeTime = Int64(raw.le32(0x30)) | Int64(raw[0x274]) << 32
         creationTime = Int64(raw.le32(0x108)) | Int64(raw[0x276]) << 32
         reservedGDTBlocks = raw.le16(0xCE)
+        backupGroups = (raw.le32(0x24C), raw.le32(0x250))
+        journalDevice = raw.le32(0xE4)
         minimumExtraInodeSize = raw.le16(0x15C)
         logGroupsPerFlex = raw[0x174]
         encoding = raw.le16(0x27C)
@@ -104,8 +166,27 @@ public struct Superblock: Sendable {
         }
 
         // Geometry: every later computation divides or multiplies by these.
-        guard blocksPerGroup >= 8, blocksPerGroup <= UInt32(blockSize) * 8 else {
-            throw QBError(.malformed, "superblock: \(blocksPerGroup) blocks per group do not fit a block bitmap")
+        // A block bitmap covers one group, one bit per cluster.
+        if features.readOnlyCompatible.contains(.bigalloc) {
+            let logClusterSize = raw.le32(0x1C)
+            // The kernel's limit: clusters of at most 2^30 bytes.
+            guard logClusterSize >= logBlockSize, logClusterSize <= 20 else {
+                throw QBError(.malformed, "superblock: cluster size 2^\(10 + UInt64(logClusterSize)) does not suit \(blockSize)-byte blocks")
+            }
+            clusterRatio = 1 << (logClusterSize - logBlockSize)
+            clustersPerGroup = raw.le32(0x24)
+            guard clustersPerGroup >= 8, clustersPerGroup <= UInt32(blockSize) * 8 else {
+                throw QBError(.malformed, "superblock: \(clustersPerGroup) clusters per group do not fit a block bitmap")
+            }
+            guard UInt64(blocksPerGroup) == UInt64(clustersPerGroup) * UInt64(clusterRatio) else {
+                throw QBError(.malformed, "superblock: \(blocksPerGroup) blocks per group are not \(clustersPerGroup) clusters of \(clusterRatio) blocks")
+            }
+        } else {
+            clusterRatio = 1
+            clustersPerGroup = blocksPerGroup
+            guard blocksPerGroup >= 8, blocksPerGroup <= UInt32(blockSize) * 8 else {
+                throw QBError(.malformed, "superblock: \(blocksPerGroup) blocks per group do not fit a block bitmap")
+            }
         }
         guard inodesPerGroup >= 1, inodesPerGroup <= UInt32(blockSize) * 8 else {
             throw QBError(.malformed, "superblock: \(inodesPerGroup) inodes per group do not fit an inode bitmap")
@@ -130,6 +211,14 @@ public struct Superblock: Sendable {
         let groups = (blocksCount - UInt64(firstDataBlock) + UInt64(blocksPerGroup) - 1) / UInt64(blocksPerGroup)
         guard groups <= UInt64(UInt32.max), UInt64(inodesPerGroup) * groups >= UInt64(inodesCount) else {
             throw QBError(.malformed, "superblock: \(inodesCount) inodes do not fit \(groups) groups of \(inodesPerGroup)")
+        }
+        if features.incompatible.contains(.metaBlockGroups) {
+            // The kernel refuses the same: descriptors before the first
+            // meta group are in the table after the superblock.
+            let descriptorBlocks = (groups + UInt64(blockSize / descriptorSize) - 1) / UInt64(blockSize / descriptorSize)
+            guard UInt64(firstMetaBlockGroup) <= descriptorBlocks else {
+                throw QBError(.malformed, "superblock: first meta block group \(firstMetaBlockGroup) is past the \(descriptorBlocks) descriptor blocks")
+            }
         }
         guard firstInode >= 11 || revision == 0, firstInode <= inodesCount else {
             throw QBError(.malformed, "superblock: first non-reserved inode \(firstInode) is invalid")
@@ -164,6 +253,7 @@ public struct FeatureSet: Sendable {
         public let rawValue: UInt32
         public init(rawValue: UInt32) { self.rawValue = rawValue }
         public static let hasJournal = Self(rawValue: 0x4)
+        public static let sparseSuper2 = Self(rawValue: 0x200)
         public static let fastCommit = Self(rawValue: 0x400)
         public static let orphanFile = Self(rawValue: 0x1000)
         static let table: [(UInt32, String)] = [
@@ -213,6 +303,8 @@ public struct FeatureSet: Sendable {
         public init(rawValue: UInt32) { self.rawValue = rawValue }
         public static let sparseSuper = Self(rawValue: 0x1)
         public static let hugeFile = Self(rawValue: 0x8)
+        public static let bigalloc = Self(rawValue: 0x200)
+        public static let sharedBlocks = Self(rawValue: 0x4000)
         public static let groupDescriptorChecksum = Self(rawValue: 0x10)
         public static let metadataChecksum = Self(rawValue: 0x400)
         static let table: [(UInt32, String)] = [

@@ -28,13 +28,25 @@ ext4-seed	ext4 -O metadata_csum_seed,orphan_file: checksums seeded from s_checks
 ext4-htree	ext4 then e2fsck -fyD: /bigdir (3000 entries) and others are hashed (htree) directories
 ext4-128	ext4 -I 128: 128-byte inodes (no extra fields: no nanoseconds, no crtime, 16-bit inode csum)
 ext4-casefold	ext4 -O casefold (utf8 encoding; directories are not +F, so names are stored as given)
+ext4-bigalloc	ext4 -O bigalloc -C 65536: 16 blocks per cluster, groups sized in clusters
+ext4-bigalloc-1k	ext4 -b 1024 -O bigalloc -C 16384: superblock in block 1 though s_first_data_block is 0
+ext4-meta-bg	ext4 -b 1024 -O ^64bit,meta_bg,sparse_super2,^resize_inode, 33 groups: the last group starts a meta group and holds the last backup superblock
+ext3-no-filetype	ext3 then tune2fs -O ^filetype: entries keep their old type bytes, name_len is one byte
+ext4-huge-dir	ext4 with /bigdir grown past 64 MiB by debugfs expand (a directory that once held millions of names)
 gpt	disk image, GPT with 3 partitions, ext4 in partition 3 (Qubes template root.img layout)
 mbr	disk image, DOS label, ext4 in partition 1
 unwritten	ext4 + /unwritten: 64 fallocated (unwritten) blocks over non-zero garbage, size 200000
 dirty-journal	ext4 with a committed, unreplayed journal transaction rewriting /sizes/hello.txt data block
 cycle	ext4 where /a/b/loop is a second hard link to directory /a (a cycle)
 corrupt-inode	ext4 with /sizes/size-4097 inode checksum broken and /sizes/size-4096 extent out of range
-huge-size	ext4 where /sizes/size-61 has i_size 2^60'
+huge-size	ext4 where /sizes/size-61 has i_size 2^60
+journal-root	ext4 whose journal holds, unreplayed, a committed transaction adding /new-in-root (root directory, inode table, bitmaps, descriptors)
+journal-resize	ext4 (1 KiB blocks, ^flex_bg) grown from 64 to 96 MiB, with the grow and /grown only in its journal (targets past the old block count)
+external-journal	ext4 whose journal is on another device and needs recovery
+long-symlink	ext4 with 64 KiB blocks and /long-link, a 5000-byte symlink target (longer than PATH_MAX)
+shared-blocks	ext4 where /dup1../dup3 are copies of the inode of /sizes/size-3m and /dupdir of the inode of /bigdir: every block mapped twice
+links-count-1	ext4 where /sizes/hello.txt has two more names but a link count of 1
+blockmap-bomb	ext2 (4 KiB blocks) with /bomb: triple indirect block whose 1024 entries all name one double indirect block whose entries all name one zero block, i_size 4 TiB, and /sparse-tind: one distinct zero double indirect block, i_size 16 GiB'
 
 die() { echo "make-image.sh: $*" >&2; exit 1; }
 has() { grep -c "$@" >/dev/null; }   # like grep -q, but reads all input (no SIGPIPE under pipefail)
@@ -72,6 +84,20 @@ dbgw() {   # dbgw IMG <<< script ; run a debugfs -w script, fail if any command 
 blocks_of() { dbg "$1" "blocks $2" | tr -s ' \n' ' ' | sed 's/ $//'; }
 bsize() { dumpe2fs -h "$1" 2>/dev/null | awk -F: '/^Block size/ {gsub(/ /,"",$2); print $2}'; }
 expect() { printf '%s\n' "$@" >> "$IMG.expected"; }
+# verify_replay IMG PATH TEXT: e2fsck -fy on a copy replays the journal, and
+# then PATH holds TEXT and the copy is clean; before, PATH is not there.
+verify_replay() {
+    local rc=0 got
+    dbg "$1" "stat $2" 2>&1 | has 'File not found' || die "$2 is on disk before the replay"
+    cp --sparse=always "$1" "$1.check"
+    e2fsck -fy "$1.check" >/dev/null 2>&1 || rc=$?
+    [ $rc -le 1 ] || { rm -f "$1.check"; die "e2fsck -fy of a copy exited $rc"; }
+    rc=0; e2fsck -fn "$1.check" >/dev/null 2>&1 || rc=$?
+    got=$(debugfs -R "cat $2" "$1.check" 2>/dev/null)
+    rm -f "$1.check"
+    [ $rc = 0 ] || die "the replayed copy is not clean (e2fsck -fn exited $rc)"
+    [ "$got" = "$3" ] || die "after the replay $2 is '$got', not '$3'"
+}
 
 case $KIND in
 ext2)          mkfs "$IMG" -t ext2 -b 1024 -I 128 ;;
@@ -89,6 +115,27 @@ ext4-htree)
     rc=0; e2fsck -fyD "$IMG" >/dev/null 2>&1 || rc=$?
     [ $rc -le 1 ] || die "e2fsck -fyD exited $rc"
     dbg "$IMG" "htree /bigdir" | has 'Number of entries' || die "/bigdir is not indexed after e2fsck -fyD"
+    ;;
+ext4-bigalloc)     mkfs "$IMG" -t ext4 -O bigalloc -C 65536 ;;
+ext4-bigalloc-1k)  mkfs "$IMG" -t ext4 -b 1024 -O bigalloc -C 16384 ;;
+ext4-meta-bg)
+    # 98303 blocks in groups of 2984: 33 groups, 32 descriptors a block, so
+    # group 32 starts the second meta group and, as sparse_super2's last
+    # backup group, holds a superblock copy before its descriptor block.
+    # 96 inodes a group put the last files' inodes in group 32.
+    mkfs "$IMG" -t ext4 -b 1024 -g 2984 -N 3168 -O ^64bit,meta_bg,sparse_super2,^resize_inode
+    dumpe2fs -h "$IMG" 2>/dev/null | has '^Backup block groups: *1 32' || die "group 32 is not a backup group"
+    dbg "$IMG" "testi <3073>" | has 'is marked in use' || die "no inode in group 32 is in use"
+    ;;
+ext3-no-filetype)
+    mkfs "$IMG" -t ext3
+    tune2fs -O ^filetype "$IMG" >/dev/null
+    ;;
+ext4-huge-dir)
+    mkfs "$IMG" -t ext4
+    for _ in $(seq 16400); do echo "expand /bigdir"; done | dbgw "$IMG"
+    size=$(dbg "$IMG" "stat /bigdir" | sed -n 's/.*Size: \([0-9]*\).*/\1/p' | head -1)
+    [ "$size" -gt $((64 << 20)) ] || die "/bigdir is only $size bytes"
     ;;
 gpt|mbr)
     # 1 MiB alignment; gpt: 1 MiB "EFI", 1 MiB "BIOS boot", rest Linux; mbr: one Linux partition
@@ -210,5 +257,133 @@ DBG
     expect "path=/sizes/size-61" "size=1152921504606846976 (2^60)" \
            "error=i_size beyond the largest file an ext4 with 4 KiB blocks can hold (16 TiB); only the first 61 bytes are mapped" \
            "note=e2fsck would complain; the reader must refuse the file (or at least not try to write 1 EiB)"
+    ;;
+journal-root)
+    mkfs "$IMG" -t ext4
+    cp --sparse=always "$IMG" "$IMG.new"
+    printf 'written in the last transaction\n' > "$IMG.data"
+    # /a/b/leaf is inode 14; the new file takes its number, in the first
+    # inode-table block, which also holds the journal inode (8): a reader
+    # that caches what it read to find the journal serves leaf's old inode.
+    dbg "$IMG" "ncheck 14" | has '/a/b/leaf' || die "/a/b/leaf is not inode 14"
+    dbgw "$IMG.new" <<DBG
+rm /a/b/leaf
+write $IMG.data new-in-root
+sif /new-in-root mtime 20150615120000
+DBG
+    dbg "$IMG.new" "ncheck 14" | has '/new-in-root' || die "/new-in-root did not get inode 14"
+    n=$(python3 "$HERE/journal-diff.py" "$IMG" "$IMG.new")
+    rm -f "$IMG.new" "$IMG.data"
+    verify_replay "$IMG" /new-in-root 'written in the last transaction'
+    expect "path=/new-in-root" "content=written in the last transaction\\n" "removed=/a/b/leaf" "journaled_blocks=$n" \
+           "note=inode 14 (leaf, then new-in-root) and the root directory change only in the journal; e2fsck -fy gives the same tree"
+    ;;
+journal-resize)
+    # 1 KiB blocks without flex_bg: group 8's bitmaps and inode table lie
+    # past the old end, so the journal writes blocks past the old count.
+    truncate -s 64M "$IMG"
+    "${MKFS[@]}" -E "$EOPTS" -t ext4 -b 1024 -O ^flex_bg "$IMG"
+    cp --sparse=always "$IMG" "$IMG.new"
+    truncate -s 96M "$IMG.new"
+    resize2fs "$IMG.new" >/dev/null 2>&1 || die "resize2fs failed"
+    printf 'after the grow\n' > "$IMG.data"
+    dbgw "$IMG.new" <<DBG
+write $IMG.data grown
+sif /grown mtime 20150615120000
+DBG
+    n=$(python3 "$HERE/journal-diff.py" "$IMG" "$IMG.new")
+    rm -f "$IMG.new" "$IMG.data"
+    [ "$(dumpe2fs -h "$IMG" 2>/dev/null | awk -F: '/^Block count/ {print $2+0}')" = 65536 ] || die "the old block count changed"
+    verify_replay "$IMG" /grown 'after the grow'
+    expect "path=/grown" "content=after the grow\\n" "blocks_before=65536" "blocks_after=98304" "journaled_blocks=$n"
+    ;;
+external-journal)
+    mkfs "$IMG" -t ext4 -O ^has_journal
+    # `feature` prints the feature list, which dbgw would take for an error.
+    debugfs -w -f - "$IMG" >/dev/null 2>&1 <<DBG
+feature has_journal needs_recovery
+ssv journal_uuid 5ca1ab1e-0000-4000-8000-00000000beef
+ssv journal_dev 0x0811
+DBG
+    dumpe2fs -h "$IMG" 2>/dev/null | has '^Journal device:[[:space:]]*0x0811' || die "the journal device is not set"
+    dumpe2fs -h "$IMG" 2>/dev/null | has 'needs_recovery' || die "needs_recovery is not set"
+    expect "journal=external, UUID 5ca1ab1e-0000-4000-8000-00000000beef, device 0x811, needs recovery" \
+           "error=the journal cannot be replayed without its device: say so, exit 3, read the rest"
+    ;;
+long-symlink)
+    mkfs "$IMG" -t ext4 -b 65536 -O ^has_journal
+    target=$(python3 -c 'print("long/" * 1000, end="")')
+    dbgw "$IMG" <<DBG
+symlink /long-link $target
+DBG
+    expect "path=/long-link" "target=5000 bytes (long/ x 1000)" \
+           "error=cannot be created on Linux (PATH_MAX 4096): reported, skipped, exit 3; listed all the same"
+    ;;
+shared-blocks)
+    mkfs "$IMG" -t ext4
+    : > "$IMG.empty"
+    dbgw "$IMG" <<DBG
+write $IMG.empty dup1
+write $IMG.empty dup2
+write $IMG.empty dup3
+mkdir dupdir
+copy_inode /sizes/size-3m /dup1
+copy_inode /sizes/size-3m /dup2
+copy_inode /sizes/size-3m /dup3
+copy_inode /bigdir /dupdir
+DBG
+    rm -f "$IMG.empty"
+    for i in 1 2 3; do expect "path=/dup$i" "error=maps the blocks of /sizes/size-3m: reported, skipped"; done
+    expect "path=/dupdir" "error=maps the blocks of /bigdir: reported, not entered" \
+           "rest=every other entry reads back as in SRC; output never exceeds the filesystem's size"
+    ;;
+links-count-1)
+    mkfs "$IMG" -t ext4
+    # debugfs's ln adds a name without raising the link count.
+    dbgw "$IMG" <<DBG
+ln /sizes/hello.txt /hello-again
+ln /sizes/hello.txt /links/hello-third
+DBG
+    dbg "$IMG" "stat /sizes/hello.txt" | has 'Links: 1 ' || die "the link count changed"
+    expect "path=/hello-again" "path=/links/hello-third" \
+           "note=three names, link count 1: hard links to the first name met, never three copies (e2fsck -fy sets the count to 3)"
+    ;;
+blockmap-bomb)
+    mkfs "$IMG" -t ext2 -b 4096 -I 128
+    : > "$IMG.empty"
+    dbgw "$IMG" <<DBG
+write $IMG.empty bomb
+write $IMG.empty sparse-tind
+DBG
+    rm -f "$IMG.empty"
+    read -r T D I T2 D2 < <(dbg "$IMG" "ffb 5" | sed 's/^Free blocks found: //')
+    [ -n "$D2" ] || die "no free blocks"
+    python3 - "$IMG" "$T" "$D" "$I" "$T2" "$D2" <<'PY'
+import struct, sys
+img, t, d, i, t2, d2 = sys.argv[1], *map(int, sys.argv[2:])
+bs = 4096
+with open(img, 'r+b') as f:
+    for block, contents in [(t, struct.pack('<1024I', *[d] * 1024)), (d, struct.pack('<1024I', *[i] * 1024)),
+                            (i, bytes(bs)), (t2, struct.pack('<I', d2) + bytes(bs - 4)), (d2, bytes(bs))]:
+        f.seek(block * bs)
+        f.write(contents)
+PY
+    dbgw "$IMG" <<DBG
+setb $T
+setb $D
+setb $I
+setb $T2
+setb $D2
+sif /bomb block[TIND] $T
+sif /bomb size 0x40000000000
+sif /bomb blocks 24
+sif /bomb mtime 20150615120000
+sif /sparse-tind block[TIND] $T2
+sif /sparse-tind size 0x400000000
+sif /sparse-tind blocks 16
+sif /sparse-tind mtime 20150615120000
+DBG
+    expect "path=/bomb" "size=4398046511104" "error=its map names block $D more than once: reported at the second time, in one step" \
+           "path=/sparse-tind" "size=17179869184" "content=all holes (zeros)"
     ;;
 esac
