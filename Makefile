@@ -10,6 +10,10 @@
 #                in its own build directory .build/sanitize-KIND
 #   make bench   compare speed and memory with the manual procedure
 #                (QB_BENCH_IMAGE_MB=2048 image size; see bench/restore.sh)
+#   make fs-soak random ext2/3/4 images (crashed journals, uncommon layouts)
+#                made by e2fsprogs, checked against qb-fs for SECONDS=600;
+#                prints each failing seed and how to reproduce it
+#                (Tests/Fixtures/ext/fs-random.py)
 #   make install PREFIX=/usr/local DESTDIR=   (tools, man pages, completions)
 #   make dist    dist/qb-VERSION-linux-ARCH.tar.gz: one statically linked
 #                multi-call qb, the qb-* links, man pages, completions,
@@ -44,9 +48,10 @@ DEB          = dist/qb_$(VERSION)_$(shell dpkg --print-architecture 2>/dev/null 
 # benchmark compare against.
 PACKAGES  = libssl-dev zlib1g-dev libbz2-dev liblzma-dev libzstd-dev libisal-dev libscrypt-kdf-dev \
             openssl scrypt mandoc tar gzip pigz bzip2 pbzip2 xz-utils zstd libarchive-tools pkg-config time python3 \
-            e2fsprogs fdisk binutils dpkg-dev patchelf
+            e2fsprogs fdisk binutils dpkg-dev patchelf \
+            ntfs-3g cryptsetup-bin btrfs-progs xfsprogs dosfstools
 
-.PHONY: all deps build check check-sanitize check-fresh check-dist test lint-man demo install uninstall clean bench fuzz dist deb dist-build
+.PHONY: all deps build check check-sanitize check-fresh check-dist test lint-man demo install uninstall clean bench fuzz fs-soak dist deb dist-build
 
 all:
 	$(SWIFT) build -c release
@@ -109,6 +114,12 @@ FUZZ_RUNS ?=
 fuzz: deps
 	cd FuzzTesting && $(SWIFT) build -c release --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address
 	FUZZ_RUNS=$(FUZZ_RUNS) FuzzTesting/run-fuzz.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# Random seeds of Tests/Fixtures/ext/fs-random.py, journal and layout in turn,
+# against the debug qb-fs, until SECONDS have passed; exits 1 if a seed failed.
+SECONDS ?= 600
+fs-soak: build
+	python3 Tests/Fixtures/ext/fs-random.py soak --seconds $(SECONDS) --qb-fs "$$($(SWIFT) build --show-bin-path)/qb-fs"
 
 install: all
 	install -d $(BINDIR) $(MANDIR)/man1 $(MANDIR)/man5 $(MANDIR)/man7

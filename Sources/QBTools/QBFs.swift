@@ -66,6 +66,9 @@ struct QBFs: QBCommand {
     @Option(help: ArgumentHelp("The most memory the walk holds at once: open directories and the names of files with several links (default 256 MiB). Past it, what does not fit is reported and skipped.", valueName: "bytes"))
     var maxMemory = Ext4Filesystem.Options.defaultWalkMemoryBytes
 
+    @OptionGroup var jobs: JobsOption<JobsHelp>
+    enum JobsHelp: OptionHelp { static let text = "With -x: files written at once, each by a thread of its own (default: the number of CPUs)." }
+
     @Flag(help: "No progress line, even on a terminal.")
     var noProgress = false
 
@@ -122,6 +125,7 @@ struct QBFs: QBCommand {
         } else if extract {
             try session.extract(roots: paths, into: directory ?? ".",
                                 options: .init(keepSpecialBits: keepSpecialBits, preserveOwnership: sameOwner, createSpecialFiles: true),
+                                lanes: jobs.value,
                                 progress: progress,
                                 extracted: { node in if verbose { meter?.end(); Diagnostics.printLine(node.name) } })
         } else if toStdout {

@@ -221,6 +221,7 @@ struct QBRestore: QBCommand {
                 let session = try FilesystemSession(image: image, prefix: destination.directoryName + "/private.img: ")
                 let found = try session.extract(roots: [], into: vmDirectory + "/files",
                                                 options: .init(preserveOwnership: false, createSpecialFiles: true),
+                                                lanes: ProcessorCount.online,
                                                 extracted: { node in if verbose { Diagnostics.printLine(destination.directoryName + "/files/" + node.name) } })
                 if let summary = session.summary() { Diagnostics.error(summary) }
                 problems += found

@@ -56,13 +56,12 @@ public final class FilesystemSession {
     /// Extracts `roots` (everything when empty) into `directory`, created
     /// when missing; returns the number of problems found in all.
     @discardableResult
-    public func extract(roots: [String], into directory: String, options: TarExtractor.Options,
+    public func extract(roots: [String], into directory: String, options: TarExtractor.Options, lanes: Int,
                         progress: ((Int) -> Void)? = nil, extracted: @escaping (FileNode) -> Void = { _ in }) throws(QBError) -> Int {
         try TargetDirectory.create(directory)
-        let extractor = try TarExtractor(targetDirectory: directory, options: options)
         let export = FilesystemExport(filesystem)
         if let progress { export.progress = progress }
-        try export.extract(roots: roots, into: extractor, damaged: { self.report($0) },
+        try export.extract(roots: roots, into: directory, options: options, lanes: lanes, damaged: { self.report($0) },
                            warning: { Diagnostics.warning($0) }, extracted: extracted)
         tellFilesystemProblems()
         return problemCount

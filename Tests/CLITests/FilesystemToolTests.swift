@@ -210,6 +210,11 @@ import QBTestSupport
         // fscrypt's flag on a file: listed, reported, not extracted.
         ("debugfs:sif /sizes/hello.txt flags 0x80800", "qb-fs: sizes/hello.txt (inode 3076): encrypted (fscrypt): contents not extracted",
          ["sizes/hello.txt"]),
+        // fscrypt's flag on symbolic links, slow and fast: their targets are ciphertext.
+        ("debugfs:sif /symlinks/long-300 flags 0x80800",
+         "qb-fs: symlinks/long-300 (inode 3099): encrypted (fscrypt) symbolic link: its target is not read", ["symlinks/long-300"]),
+        ("debugfs:sif /symlinks/short flags 0x800",
+         "qb-fs: symlinks/short (inode 3100): encrypted (fscrypt) symbolic link: its target is not read", ["symlinks/short"]),
         // debugfs's mknod stores the name as given, slash included.
         ("debugfs:mknod /evil p", "qb-fs: /evil (inode 3106): invalid file name in directory", []),
     ])
@@ -377,6 +382,18 @@ import QBTestSupport
                 "\(info.stdoutText)")
     }
 
+    /// A symbolic link shorter than 60 bytes keeps its target in the inode
+    /// whatever i_blocks says: the kernel charges an extended-attribute
+    /// inode (ea_inode) to it, so i_blocks cannot tell fast from slow
+    /// (e2fsprogs' ext2fs_is_fast_symlink decides by the size alone).
+    @Test func aFastSymlinkIsFastWhateverItsBlockCount() throws {
+        let dir = try ScratchDirectory()
+        let img = try T.image("ext4", in: dir)
+        let charged = try run("debugfs", ["-w", "-R", "sif /symlinks/short blocks 16", img.path])
+        #expect(charged.status == 0)
+        try extractCleanly(img, into: dir.file("out"), compare: [])
+    }
+
     /// A symbolic link this machine cannot create (a target past PATH_MAX)
     /// is reported and skipped, status 3; it is listed and archived all the same.
     @Test func aFileThisMachineCannotCreateIsSkipped() throws {
@@ -472,5 +489,74 @@ import QBTestSupport
         let small = try run("qb-fs", ["-t", "--max-memory", "1000", img.path])
         #expect(small.status == 2)
         #expect(small.stderr.contains("--max-memory must be at least 1048576 (1 MiB)"), "\(small.stderr)")
+    }
+}
+
+/// A volume that holds something else than ext2/3/4 is named, with the
+/// program that reads it, by --info and by every other mode; made by the
+/// real mkntfs, cryptsetup, mkfs.btrfs, mkfs.xfs, mkfs.vfat and mkswap.
+@Suite struct ForeignVolumeTests {
+    static let makers: [(name: String, megabytes: Int, command: String, says: String)] = [
+        ("ntfs", 64, "mkntfs -F -q -Q IMG", "holds NTFS, not an ext2/3/4 filesystem: read it with ntfs-3g (ntfsls, ntfscp) or 7z"),
+        ("luks", 64, "printf secret | cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 IMG -d -",
+         "holds LUKS (encrypted volume), not an ext2/3/4 filesystem: open it with `cryptsetup open`, then run qb-fs on /dev/mapper/NAME"),
+        ("btrfs", 320, "mkfs.btrfs -q -f IMG",
+         "holds btrfs, not an ext2/3/4 filesystem: copy its files out with `btrfs restore` (btrfs-progs), which needs no mount"),
+        ("xfs", 320, "mkfs.xfs -q -f IMG",
+         "holds XFS, not an ext2/3/4 filesystem: mount it read-only (mount -o ro,norecovery) or copy files out with xfs_db"),
+        ("vfat", 64, "mkfs.vfat IMG", "holds FAT16, not an ext2/3/4 filesystem: read it with mtools (mdir, mcopy) or 7z"),
+        ("swap", 64, "mkswap IMG", "holds Linux swap, not an ext2/3/4 filesystem: a swap area holds no files"),
+    ]
+
+    static func make(_ kind: String, in dir: ScratchDirectory) throws -> URL {
+        let maker = makers.first { $0.name == kind }!
+        let img = dir.file("\(kind).img")
+        let made = try shell("truncate -s \(maker.megabytes)M \(img.path) && " + maker.command.replacingOccurrences(of: "IMG", with: img.path) + " >/dev/null 2>&1")
+        #expect(made.status == 0, "\(kind): \(made.stderr)")
+        return img
+    }
+
+    @Test(arguments: makers.map(\.name))
+    func aWholeImageIsNamed(kind: String) throws {
+        let dir = try ScratchDirectory()
+        let img = try Self.make(kind, in: dir)
+        let says = Self.makers.first { $0.name == kind }!.says
+        let listed = try run("qb-fs", ["-t", img.path])
+        #expect(listed.status == 3)
+        #expect(listed.stderr == "qb-fs: \(img.path): \(says)\n", "\(listed.stderr)")
+        let info = try run("qb-fs", ["--info", img.path])
+        #expect(info.status == 3)
+        #expect(info.stdoutText.hasPrefix("image: \(img.path) ("), "\(info.stdoutText)")
+        #expect(info.stderr == "qb-fs: \(img.path): \(says)\n", "\(info.stderr)")
+        let extracted = try run("qb-fs", ["-x", "-C", dir.file("out").path, img.path])
+        #expect(extracted.status == 3)
+        #expect(!FileManager.default.fileExists(atPath: dir.file("out").path))
+    }
+
+    /// A GPT disk with NTFS in partition 1 and LUKS in partition 2: each
+    /// named in --info, and the choice of either refused by name.
+    @Test func partitionsAreNamed() throws {
+        let dir = try ScratchDirectory()
+        let ntfs = try Self.make("ntfs", in: dir), luks = try Self.make("luks", in: dir)
+        let disk = dir.file("disk.img")
+        let made = try shell("""
+            truncate -s 200M \(disk.path)
+            printf 'label: gpt\\nstart=2048, size=131072, type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7\\nstart=133120, size=131072, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\\n' | sfdisk -q --no-reread --no-tell-kernel \(disk.path) >/dev/null
+            dd if=\(ntfs.path) of=\(disk.path) bs=1M seek=1 conv=notrunc status=none
+            dd if=\(luks.path) of=\(disk.path) bs=1M seek=65 conv=notrunc status=none
+            """)
+        #expect(made.status == 0, "\(made.stderr)")
+        let info = try run("qb-fs", ["--info", disk.path])
+        #expect(info.status == 3)
+        #expect(info.stdoutText.contains("  1: offset 1048576, 67108864 bytes, type Microsoft basic data, NTFS (not ext2/3/4: read it with ntfs-3g (ntfsls, ntfscp) or 7z)\n"),
+                "\(info.stdoutText)")
+        #expect(info.stdoutText.contains("  2: offset 68157440, 67108864 bytes, type Linux filesystem, LUKS (encrypted volume) (not ext2/3/4: open it with `cryptsetup open`, then run qb-fs on /dev/mapper/NAME)\n"),
+                "\(info.stdoutText)")
+        #expect(info.stderr == "qb-fs: \(disk.path): no ext2/3/4 filesystem in any of the 2 partitions; partition 1 holds NTFS: read it with ntfs-3g (ntfsls, ntfscp) or 7z; partition 2 holds LUKS (encrypted volume): open it with `cryptsetup open`, then run qb-fs on /dev/mapper/NAME\n",
+                "\(info.stderr)")
+        let chosen = try run("qb-fs", ["-t", "--partition", "2", disk.path])
+        #expect(chosen.status == 3)
+        #expect(chosen.stderr == "qb-fs: \(disk.path): partition 2 holds LUKS (encrypted volume), not an ext2/3/4 filesystem: open it with `cryptsetup open`, then run qb-fs on /dev/mapper/NAME\n",
+                "\(chosen.stderr)")
     }
 }

@@ -28,53 +28,77 @@ public final class FilesystemExport {
         }, damaged: damaged)
     }
 
-    /// Extracts the selection with `extractor` (confined, temporary name
-    /// then rename, holes kept, hard links linked). `extracted` hears of
-    /// each file written; `warning` of things not restored (a device without
-    /// privilege, a socket).
-    public func extract(roots: [String], into extractor: TarExtractor, damaged: (FileProblem) -> Void,
-                        warning: (String) -> Void, extracted: (FileNode) -> Void = { _ in }) throws(QBError) {
-        let fs = filesystem, buffer = self.buffer
-        try fs.walk(roots: roots, visit: { (node: FileNode) throws(QBError) -> Bool in
-            guard let entry = node.tarEntry else {
-                warning("\(node.name): socket not extracted")
-                return false
+    /// Extracts the selection into `directory` (which must exist), as
+    /// TarExtractor does: confined, temporary name then rename, holes kept,
+    /// hard links linked. Files are written by `lanes` threads while the
+    /// walk goes on (see ExtractionLanes); `extracted` hears of each file
+    /// written, `warning` of things not restored (a device without
+    /// privilege, a socket), all on the calling thread.
+    public func extract(roots: [String], into directory: String, options: TarExtractor.Options, lanes count: Int,
+                        damaged: (FileProblem) -> Void, warning: (String) -> Void,
+                        extracted: (FileNode) -> Void = { _ in }) throws(QBError) {
+        let fs = filesystem
+        let directories = try TarExtractor(targetDirectory: directory, options: options)
+        let lanes = try ExtractionLanes(filesystem: fs, count: count) { () throws(QBError) in
+            try TarExtractor(targetDirectory: directory, options: options)
+        }
+        var failure: QBError?
+        func handOver() {
+            for event in lanes.takeEvents() {
+                switch event {
+                case .written(let node, let size, let warnings):
+                    for w in warnings { warning(w) }
+                    if let size { progress(size) }
+                    extracted(node)
+                case .damaged(let problem): damaged(problem)
+                case .failed(let error): failure = failure ?? error
+                }
             }
-            var sourceFailure: QBError?
-            do throws(QBError) {
-                let warnings = try extractor.extract(entry, contents: { (fd: Int32, name: String) throws(QBError) in
-                    do throws(DataCopyError) {
-                        try fs.copyContents(of: node.inode, to: fd, name: name, buffer: buffer)
-                    } catch {
-                        switch error {
-                        case .source(let e): sourceFailure = e; throw e
-                        case .destination(let e): throw e
-                        }
-                    }
-                })
-                for w in warnings { warning(w) }
-            } catch {
-                // The image was damaged under this file: report, go on. A
-                // refusal by the extractor (a name that would escape), or by
-                // this machine's filesystem for this one file, is the file's
-                // problem too. Only the output failing ends it.
-                if let sourceFailure {
-                    damaged(FileProblem(path: node.name, inode: node.inode.number, error: sourceFailure))
+        }
+        do throws(QBError) {
+            try fs.walk(roots: roots, visit: { (node: FileNode) throws(QBError) -> Bool in
+                handOver()
+                if let failure { throw failure }
+                guard let entry = node.tarEntry else {
+                    warning("\(node.name): socket not extracted")
                     return false
                 }
-                switch error.kind {
-                case .io(let code) where Self.refusesOnlyThisFile(code): break
-                case .io, .cryptoLibrary, .cancelled, .internalError: throw error
-                default: break
+                guard entry.kind == .directory else {
+                    lanes.submit(.init(node: node, entry: entry))
+                    return true
                 }
-                damaged(FileProblem(path: node.name, inode: node.inode.number, error: error))
-                return false
-            }
-            if entry.kind == .regular { progress(Int(entry.size)) }
-            extracted(node)
-            return true
-        }, damaged: damaged)
-        try extractor.finish()
+                // Made here, before anything inside it is queued.
+                do throws(QBError) {
+                    _ = try directories.extract(entry, contents: { (_: Int32, _: String) throws(QBError) in })
+                } catch {
+                    guard Self.isThisFilesProblem(error) else { throw error }
+                    damaged(FileProblem(path: node.name, inode: node.inode.number, error: error))
+                    return false
+                }
+                extracted(node)
+                return true
+            }, damaged: damaged)
+        } catch {
+            lanes.finish()
+            handOver()
+            throw error
+        }
+        lanes.finish()
+        handOver()
+        if let failure { throw failure }
+        try lanes.finishExtractors()
+        try directories.finish()
+    }
+
+    /// Whether an extraction error is one file's (the image damaged under
+    /// it, a name that would escape, this machine refusing that one file)
+    /// rather than the output failing, which ends the extraction.
+    static func isThisFilesProblem(_ error: QBError) -> Bool {
+        switch error.kind {
+        case .io(let code): return refusesOnlyThisFile(code)
+        case .cryptoLibrary, .cancelled, .internalError: return false
+        default: return true
+        }
     }
 
     /// Whether `errno` from creating a file says this machine cannot hold

@@ -35,7 +35,9 @@ public enum FilesystemLocator {
         if case .ext = probe(file, start: 0, length: file.size) {
             return FilesystemLocation(window: whole, partition: nil)
         }
-        if table.scheme == .none {
+        // No partitions (an NTFS or FAT boot sector looks like an empty
+        // MBR): the image is one volume.
+        if table.partitions.isEmpty {
             if let format = ForeignFormat.identify(whole) { throw QBError(.unsupported, format.refusal, subject: file.path) }
             return FilesystemLocation(window: whole, partition: nil)
         }
