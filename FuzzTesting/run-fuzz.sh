@@ -22,7 +22,7 @@ export SWIFT_BACKTRACE=enable=no
 # keep full stacks.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-malloc_context_size=0}
 
-settings() {  # target -> "dictionary max_len [libFuzzer flag]"
+settings() {  # target -> "dictionary max_len [libFuzzer flags...]"
     case $1 in
         FuzzHeader) echo "header.dict 8192" ;;
         FuzzDigestLine) echo "header.dict 5000" ;;
@@ -38,8 +38,10 @@ settings() {  # target -> "dictionary max_len [libFuzzer flag]"
         # the tests under ASan, check for leaks.
         FuzzRestore) echo "restore.dict 65536 -detect_leaks=0" ;;
         # Seeds are up to 66 KiB (their runs of zeros cut out, see
-        # FuzzEntries.writeFilesystemImage); room to grow.
-        FuzzFilesystem) echo "filesystem.dict 131072" ;;
+        # FuzzEntries.writeFilesystemImage); room to grow. A hostile image
+        # must not cost a reader more than a second or 256 MiB: an input
+        # that does is a finding (a timeout or an out-of-memory crash).
+        FuzzFilesystem) echo "filesystem.dict 131072 -timeout=1 -rss_limit_mb=256 -malloc_limit_mb=256" ;;
         *) echo "unknown fuzz target $1" >&2; exit 2 ;;
     esac
 }
@@ -48,10 +50,16 @@ status=0
 mkdir -p "$out"
 for t in $targets; do
     set -- $(settings "$t")
+    dict=$1 max_len=$2
+    shift 2
     mkdir -p "$out/$t/corpus"
-    echo "== $t: ${seconds}s${FUZZ_RUNS:+ or $FUZZ_RUNS runs}, dictionary $1, max_len $2"
-    if "$bin/$t" -max_total_time="$seconds" ${FUZZ_RUNS:+-runs="$FUZZ_RUNS"} ${3:-} -rss_limit_mb=2048 -timeout=10 -max_len="$2" \
-        -dict="$here/Dictionaries/$1" -artifact_prefix="$out/$t/" -print_final_stats=1 \
+    echo "== $t: ${seconds}s${FUZZ_RUNS:+ or $FUZZ_RUNS runs}, dictionary $dict, max_len $max_len"
+    # The target's own flags ("$@") come after the defaults: libFuzzer
+    # takes the last of a flag given twice. ASan's quarantine of freed
+    # memory (256 MiB by default) would count against a 256 MiB limit.
+    if ASAN_OPTIONS="$ASAN_OPTIONS:quarantine_size_mb=16" \
+        "$bin/$t" -max_total_time="$seconds" ${FUZZ_RUNS:+-runs="$FUZZ_RUNS"} -rss_limit_mb=2048 -timeout=10 "$@" -max_len="$max_len" \
+        -dict="$here/Dictionaries/$dict" -artifact_prefix="$out/$t/" -print_final_stats=1 \
         "$out/$t/corpus" "$here/Seeds/${t%Extract}" >"$out/$t.log" 2>&1; then
         grep -E '^#[0-9]+[[:space:]]+DONE|stat::(number_of_executed_units|average_exec_per_sec)' "$out/$t.log" || true
     else
