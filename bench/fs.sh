@@ -9,7 +9,8 @@
 # come from AES-128-CTR of zeros under a fixed key, so they do not compress),
 # makes an ext4 image of it with `mke2fs -d`, and times, alternating, best of
 # QB_BENCH_RUNS with the min-max spread:
-#   qb-fs -x        qb-fs -x -C OUT IMG
+#   qb-fs -x        qb-fs -x -C OUT IMG (files written on one thread per CPU)
+#   qb-fs -x -j 1   the same, files written on one thread
 #   debugfs rdump   debugfs -R "rdump / OUT" IMG
 #   qb-fs --tar     qb-fs --tar IMG > /dev/null (only if `qb-fs --tar` works)
 # Everything (tree, image, outputs) lives in tmpfs (/dev/shm) when it has
@@ -19,7 +20,7 @@
 # (Tests/Fixtures/ext/compare-tree.py): qb-fs must reproduce it (the script
 # fails otherwise); for debugfs, which does not keep hard links, whether it
 # matched is only reported.
-# Targets (printed with the result): qb-fs's wall time at most 1.0x
+# Targets (printed with the result): qb-fs's wall time at most 0.8x
 # debugfs's (aim 0.6x) and peak RSS at most 64 MiB.
 # Output: a table on stdout, bench-results/fs.csv and fs.txt. qb-fs must be on PATH.
 #   QB_BENCH_FS_MB     size of the source tree in MiB (default 700)
@@ -153,6 +154,7 @@ timed() {  # command
 }
 
 qbfs_x="qb-fs -x -C $x $img"
+qbfs_x1="qb-fs -x -j 1 -C $x $img"
 debugfs_x="debugfs -R 'rdump / $x' $img 2> $work/debugfs.err"
 qbfs_tar="qb-fs --tar $img"
 
@@ -174,7 +176,7 @@ if n=$(qb-fs --tar "$img" 2> "$work/tar.err" | tar -tf - 2>> "$work/tar.err" | w
 fi
 
 # Alternating runs; per program the fastest wall and that run's CPU and RSS.
-names=(qbfs debugfs) ; cmds=("$qbfs_x" "$debugfs_x")
+names=(qbfs qbfs1 debugfs) ; cmds=("$qbfs_x" "$qbfs_x1" "$debugfs_x")
 [ "$with_tar" = 1 ] && { names+=(qbfstar); cmds+=("$qbfs_tar"); }
 declare -A best lo hi cpu rss
 for _ in $(seq "$runs"); do
@@ -192,7 +194,7 @@ done
 rm -rf "$x"
 
 ratio() { awk "BEGIN{printf \"%.2f\", $1 / $2}"; }
-declare -A label=([qbfs]="qb-fs -x" [debugfs]="debugfs rdump" [qbfstar]="qb-fs --tar >/dev/null")
+declare -A label=([qbfs]="qb-fs -x" [qbfs1]="qb-fs -x -j 1" [debugfs]="debugfs rdump" [qbfstar]="qb-fs --tar >/dev/null")
 echo "program,wall_s,wall_min_s,wall_max_s,cpu_s,rss_KiB,ratio_to_debugfs" > "$out/fs.csv"
 {
   printf 'ext4 image of a %s MiB tree, %s files (%s small, %s of 1-10 MiB, 3 large), %s MiB image in %s, best of %s runs\n' \
@@ -207,8 +209,8 @@ echo "program,wall_s,wall_min_s,wall_max_s,cpu_s,rss_KiB,ratio_to_debugfs" > "$o
   [ "$with_tar" = 1 ] || echo "qb-fs --tar: skipped, it does not work here ($(head -1 "$work/tar.err"))"
   echo "output tree equals the source: qb-fs yes; debugfs $debugfs_same"
   r=$(ratio "${best[qbfs]}" "${best[debugfs]}")
-  t_ok=$(awk "BEGIN{print ($r <= 1.0) ? \"met\" : \"MISSED\"}")
+  t_ok=$(awk "BEGIN{print ($r <= 0.8) ? \"met\" : \"MISSED\"}")
   m_ok=$([ "${rss[qbfs]}" -le $((64 << 10)) ] && echo met || echo MISSED)
-  echo "targets: qb-fs wall <= 1.0x debugfs (aim 0.6x): ${r}x, $t_ok; peak RSS <= 64 MiB: $(awk "BEGIN{printf \"%.1f\", ${rss[qbfs]} / 1024}") MiB, $m_ok"
+  echo "targets: qb-fs wall <= 0.8x debugfs (aim 0.6x): ${r}x, $t_ok; peak RSS <= 64 MiB: $(awk "BEGIN{printf \"%.1f\", ${rss[qbfs]} / 1024}") MiB, $m_ok"
 } | tee "$out/fs.txt"
 if [ "$strict" = 1 ] && grep -q MISSED "$out/fs.txt"; then exit 1; fi
