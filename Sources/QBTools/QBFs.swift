@@ -19,8 +19,10 @@ struct QBFs: QBCommand {
 
         PATH is a path inside the filesystem (the leading / is optional) naming \
         a file or a directory tree; without PATH, everything. A journal that \
-        needs recovery is replayed in memory first, as the kernel would at \
-        mount time.
+        needs recovery (a VM that crashed or was killed) is replayed in memory \
+        first, as the kernel would at mount time. A volume that holds NTFS, \
+        LUKS, LVM, btrfs, XFS or another format is named, with the program \
+        that reads it.
 
         A damaged file or directory is reported on one line (path, inode, what \
         is wrong) and skipped; the rest is read. The exit status is 3 if \
@@ -63,11 +65,11 @@ struct QBFs: QBCommand {
     @Flag(help: "Read the filesystem as it is on disk: do not replay a journal that needs recovery.")
     var noJournal = false
 
-    @Option(help: ArgumentHelp("The most memory the walk holds at once: open directories and the names of files with several links (default 256 MiB). Past it, what does not fit is reported and skipped.", valueName: "bytes"))
+    @Option(help: ArgumentHelp("The most memory the walk holds at once, in bytes (256 MiB by default): open directories and the names kept for hard links. What does not fit is reported and skipped.", valueName: "bytes"))
     var maxMemory = Ext4Filesystem.Options.defaultWalkMemoryBytes
 
     @OptionGroup var jobs: JobsOption<JobsHelp>
-    enum JobsHelp: OptionHelp { static let text = "With -x: files written at once, each by a thread of its own (default: the number of CPUs)." }
+    enum JobsHelp: OptionHelp { static let text = "With -x: files written at once, each by a thread of its own; the default is the number of CPUs." }
 
     @Flag(help: "No progress line, even on a terminal.")
     var noProgress = false
