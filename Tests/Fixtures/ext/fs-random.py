@@ -331,7 +331,9 @@ class TreeSpec:
                  fifo=True, files=(12, 40), dirs=(3, 10), trailing_holes=True, big_dir=False):
         self.block = block
         self.unit = unit or block                    # allocation unit: a block or a bigalloc cluster
-        self.align = max(4096, block)
+        # Hole boundaries: mke2fs -d maps every block of a cluster it allocates (a hole inside
+        # one becomes a block of zeros the image maps), so with bigalloc holes are whole clusters.
+        self.align = max(4096, block, self.unit)
         self.budget = budget                          # bytes of allocation the tree may use
         self.symlink_max = min(symlink_max, block - 1)   # ext2fs_symlink wants target < block size
         self.fragmented = fragmented                  # add a file with an extent tree of depth >= 2
