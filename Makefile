@@ -9,7 +9,9 @@
 #                (default address; SANITIZERS="address thread"), each kind
 #                in its own build directory .build/sanitize-KIND
 #   make bench   compare speed and memory with the manual procedure
-#                (QB_BENCH_IMAGE_MB=2048 image size; see bench/restore.sh)
+#                (QB_BENCH_IMAGE_MB=2048 image size; see bench/restore.sh),
+#                and bytes read restoring one VM from a file and a pipe
+#                (bench/select.sh)
 #   make fs-soak random ext2/3/4 images (crashed journals, uncommon layouts)
 #                made by e2fsprogs, checked against qb-fs for SECONDS=600;
 #                prints each failing seed and how to reproduce it
@@ -103,6 +105,7 @@ bench: deps
 	$(SWIFT) build -c release
 	@PATH="$$($(SWIFT) build -c release --show-bin-path):$$PATH" ./bench/run.sh
 	@PATH="$$($(SWIFT) build -c release --show-bin-path):$$PATH" ./bench/restore.sh
+	@PATH="$$($(SWIFT) build -c release --show-bin-path):$$PATH" ./bench/select.sh
 	@PATH="$$($(SWIFT) build -c release --show-bin-path):$$PATH" ./bench/fs.sh
 
 # libFuzzer targets live in a package of their own (FuzzTesting/, which

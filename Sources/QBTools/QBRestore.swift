@@ -16,7 +16,9 @@ struct QBRestore: QBCommand {
         every file of the chosen VMs through authentication, decryption, \
         decompression and a confined, sparse extraction into DIR/NAME/ — no \
         temporary disk, memory bounded by a few chunks. dom0's home goes to \
-        DIR/dom0-home/USER/ with --dom0-home. The backup may be a pipe.
+        DIR/dom0-home/USER/ with --dom0-home. The backup may be a pipe; from \
+        a file, the chunks of VMs not restored are skipped, not read (nor \
+        authenticated: --verify-only reads and authenticates everything).
 
         Without VM names, every VM in the backup is restored (dom0's home only \
         with --dom0-home). A VM's directory must not exist yet. Each file is \

@@ -19,7 +19,8 @@ struct QBUntar: QBCommand {
         directory ("vm3/" or "vm3" selects everything below it) or a shell glob \
         ("vm3/private.img.*"). With --tar the selected members are written to \
         standard output as a new tar archive, byte for byte, for the next tool \
-        of a pipeline.
+        of a pipeline. From a file (not a pipe), the data of members not \
+        selected is skipped, not read; every header is still read.
 
         Extraction (-x) never writes outside the target directory: absolute \
         names, ".." components, writes through symbolic links and hard links \

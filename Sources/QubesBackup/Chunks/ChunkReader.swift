@@ -28,9 +28,25 @@ public final class ChunkReader {
         self.maximumChunkSize = maximumChunkSize
     }
 
+    /// The chunk member whose header `nextName()` read and whose data is
+    /// still unread.
+    private var pending: (entry: TarEntry, name: ChunkName)?
+
     /// The next chunk, or nil at a proper end of the stream. `keep` sees the
-    /// name first: when it returns false the data is read past, not held.
+    /// name first: when it returns false the data is passed over (skipped
+    /// where the input can seek), not held.
     public func next(keep: (ChunkName) throws(QBError) -> Bool = { _ in true }) throws(QBError) -> StoredChunk? {
+        guard let name = try nextName() else { return nil }
+        return try take(keep: try keep(name))
+    }
+
+    /// Reads the header of the next chunk member, checks its name against
+    /// the sequence and its size against the limit, and leaves its data
+    /// unread; nil at a proper end of the stream. Called again before
+    /// `take(keep:)`, returns the same name: a caller can learn where
+    /// qubes.xml ends without reading a byte of the VM chunk that follows.
+    public func nextName() throws(QBError) -> ChunkName? {
+        if let pending { return pending.name }
         guard let entry = try reader.next() else {
             try sequence.finish()
             return nil
@@ -41,8 +57,18 @@ public final class ChunkReader {
             throw QBError(.limitExceeded, "chunk is larger than \(maximumChunkSize) bytes", subject: entry.name,
                           hint: "Qubes writes 100 MiB chunks; raise the chunk size limit only for a backup you trust")
         }
+        pending = (entry, name)
+        return name
+    }
+
+    /// The chunk `nextName()` named: with its bytes when `keep`, without
+    /// them otherwise (the tar reader passes over them when it moves on);
+    /// v2/v3: with the text of its `.hmac`, which is always read.
+    public func take(keep: Bool) throws(QBError) -> StoredChunk {
+        guard let (entry, name) = pending else { throw QBError(.internalError, "chunk taken before its name was read") }
+        pending = nil
         var bytes: [UInt8]?
-        if try keep(name) {
+        if keep {
             bytes = try readContents(of: entry, into: spares.popLast() ?? [])
         }
         guard sequence.layout == .hmacPairs else {

@@ -109,12 +109,13 @@ public struct AuthenticatedHeader: ~Copyable {
     /// what it says of the VMs (FORMAT.md §9).
     public consuming func readVMList() throws(QBError) -> BackupFiles {
         let context = self.context
-        var next = try ahead.nextChunk()
-        guard next?.name.file == "qubes.xml" else {
+        // Names first: the chunk after qubes.xml's last is a VM's, whose
+        // data waits for its route (and --list never reads it).
+        guard try ahead.nextName()?.file == "qubes.xml" else {
             ahead.discardGuess()
             context.observer?.warning("no qubes.xml after the header: VMs are known only by their backup directory (vm3, …)")
             return BackupFiles(headerRead: read, list: VMListRead(vms: nil, qubesXMLChunks: 0),
-                               context: context, opener: opener, chunks: ahead.chunks, first: next)
+                               context: context, opener: opener, chunks: ahead.chunks)
         }
         let pipeline = try FilePipeline(file: "qubes.xml", header: header, passphrase: context.passphrase,
                                         decompression: context.options.decompression, blockSize: context.options.blockSize,
@@ -123,10 +124,9 @@ public struct AuthenticatedHeader: ~Copyable {
                                                                    captureLimit: XMLDocument.maximumSize))
         var chunkCount = 0
         do throws(QBError) {
-            while let chunk = next, chunk.name.file == "qubes.xml" {
+            while try ahead.nextName()?.file == "qubes.xml" {
                 chunkCount += 1
-                try pipeline.deliver(try ahead.open(chunk, with: opener))
-                next = try ahead.nextChunk()
+                try pipeline.deliver(try ahead.open(try ahead.take(), with: opener))
             }
         } catch {
             throw pipeline.fail(error)
@@ -134,7 +134,7 @@ public struct AuthenticatedHeader: ~Copyable {
         ahead.discardGuess()
         let xml = try pipeline.finish().captured
         return BackupFiles(headerRead: read, list: VMListRead(vms: try QubesXML.parseVMs(xml), qubesXMLChunks: chunkCount),
-                           context: context, opener: opener, chunks: ahead.chunks, first: next)
+                           context: context, opener: opener, chunks: ahead.chunks)
     }
 }
 
@@ -149,9 +149,9 @@ public struct BackupFiles: ~Copyable {
     public var qubesXMLChunks: Int { list.qubesXMLChunks }
     fileprivate let context: RestoreContext
     fileprivate let opener: ChunkOpener
+    /// Its next name may already be read (the end of qubes.xml was found
+    /// by it); the chunk's data is not.
     fileprivate let chunks: ChunkReader
-    /// The chunk after qubes.xml's last, read before routes were known.
-    fileprivate var first: StoredChunk?
 
     /// Reads the rest of the backup, file by file, doing with each what
     /// `route` says. Returns the files met, with their chunk counts, in order.
@@ -180,12 +180,8 @@ public struct BackupFiles: ~Copyable {
         }
 
         do throws(QBError) {
-            // Taken, not copied: a second reference to the chunk's bytes
-            // would make a v4 chunk's in-place decryption copy them.
-            var next = first.take()
-            while let chunk = next {
-                next = nil
-                let file = chunk.name.file
+            while let name = try chunks.nextName() {
+                let file = name.file
                 if files.last?.file != file {
                     if let current { close(current) }
                     current = nil
@@ -199,7 +195,13 @@ public struct BackupFiles: ~Copyable {
                     }
                 }
                 files[files.count - 1].chunks += 1
+                // A file not streamed is passed over: its names are
+                // checked, its data skipped where the input can seek.
+                let chunk = try chunks.take(keep: current != nil)
                 if let pipeline = current {
+                    // Handed over, not copied: a second reference to the
+                    // chunk's bytes would make a v4 chunk's in-place
+                    // decryption copy them.
                     let handoff = ChunkHandoff(consume chunk)
                     try jobs.submit({ () throws(QBError) -> [UInt8] in try opener.open(handoff.take()) },
                                     deliver: { (bytes: consuming [UInt8]) throws(QBError) in
@@ -207,10 +209,6 @@ public struct BackupFiles: ~Copyable {
                                         chunks.recycle(bytes)
                                     })
                 }
-                next = try chunks.next(keep: { (name) throws(QBError) -> Bool in
-                    if case .stream = try decide(name.file) { return true }
-                    return false
-                })
             }
             if let current { close(current) }
             current = nil
@@ -283,12 +281,14 @@ private struct RestoreContext {
 /// authenticates with that backup-id. Until then nothing from the header is
 /// believed: the claim is only a KDF input, and the work is bounded by the
 /// same scrypt limits every chunk's unauthenticated envelope header
-/// already is.
+/// already is. Only a qubes.xml chunk is read ahead; any other first member
+/// is only named, its data left for its route.
 private struct ReadAhead {
     let chunks: ChunkReader
-    /// The next chunk, read ahead of its turn; a failure to read it is
-    /// reported in its turn.
-    var lookahead: Result<StoredChunk?, QBError>?
+    /// A failure while reading ahead, reported in its turn.
+    var failure: QBError?
+    /// qubes.xml's first chunk, read ahead of its turn.
+    var early: StoredChunk?
     /// v4: qubes.xml's first chunk, being opened, and the backup-id it is
     /// opened under.
     var guess: (backupID: String, opened: WorkerThread<[UInt8]>)?
@@ -300,22 +300,32 @@ private struct ReadAhead {
         chunks = ChunkReader(reader: context.reader, layout: .envelopes, maximumChunkSize: context.options.maximumChunkSize)
         guard let backupID = BackupHeader.claimedBackupID(in: headerBytes) else { return }
         let chunks = self.chunks
-        let next = Result { () throws(QBError) -> StoredChunk? in try chunks.next() }
-        lookahead = next
-        guard case .success(let chunk?) = next, chunk.name.file == "qubes.xml" else { return }
+        let read = Result { () throws(QBError) -> StoredChunk? in
+            guard try chunks.nextName()?.file == "qubes.xml" else { return nil }
+            return try chunks.take(keep: true)
+        }
+        guard case .success(let chunk?) = read else {
+            if case .failure(let error) = read { failure = error }
+            return
+        }
+        early = chunk
         let opener = ChunkOpener.scrypt(backupID: backupID, passphrase: context.passphrase, limits: context.options.scryptLimits)
         if let thread = try? WorkerThread({ () throws(QBError) -> [UInt8] in try opener.open(chunk) }) {
             guess = (backupID, thread)
         }
     }
 
-    /// The next chunk of the outer stream, the one read ahead first.
-    mutating func nextChunk() throws(QBError) -> StoredChunk? {
-        if let early = lookahead {
-            lookahead = nil
-            return try early.get()
-        }
-        return try chunks.next()
+    /// The name of the next chunk of the outer stream, the one read ahead first.
+    func nextName() throws(QBError) -> ChunkName? {
+        if let failure { throw failure }
+        if let early { return early.name }
+        return try chunks.nextName()
+    }
+
+    /// The chunk `nextName()` named, with its bytes.
+    mutating func take() throws(QBError) -> StoredChunk {
+        if let chunk = early.take() { return chunk }
+        return try chunks.take(keep: true)
     }
 
     /// Opens a chunk, with the key derived ahead when there is one.

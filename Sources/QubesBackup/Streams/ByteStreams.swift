@@ -20,6 +20,34 @@ public protocol ByteSource: AnyObject {
     /// many. Returns 0 only at the end of the stream (never for a full buffer:
     /// callers make room first).
     func read(into buffer: IOBuffer) throws(QBError) -> Int
+    /// As `read(into:)`, but at most `limit` bytes: for a reader that knows
+    /// it needs only a little (the headers after a skip), so that what is
+    /// not needed is not read either.
+    func read(into buffer: IOBuffer, atMost limit: Int) throws(QBError) -> Int
+    /// Passes over up to `count` bytes without reading them, where the
+    /// source can (a regular file, with lseek), and returns how many it
+    /// passed. Fewer than `count` only where the input ends first; 0 when
+    /// the source cannot skip (a pipe) or is at its end. Either way the
+    /// caller reads next, and a read at the end returns 0 as always, so a
+    /// skip never hides a truncated input (DESIGN.md, "Reading less of the
+    /// backup").
+    func skip(_ count: Int64) throws(QBError) -> Int64
+}
+
+extension ByteSource {
+    /// Sources that cannot seek are read through.
+    public func skip(_ count: Int64) throws(QBError) -> Int64 { 0 }
+
+    /// Correct for any source, through a copy; the sources that skip, the
+    /// only ones asked for small reads, read into the buffer directly.
+    public func read(into buffer: IOBuffer, atMost limit: Int) throws(QBError) -> Int {
+        precondition(limit > 0, "a read of nothing")
+        if limit >= buffer.freeCapacity { return try read(into: buffer) }
+        let small = IOBuffer(capacity: limit)
+        let n = try read(into: small)
+        small.withReadable { buffer.append($0) }
+        return n
+    }
 }
 
 /// Moves everything from `source` to `sink` in blocks of `bufferSize`,

@@ -58,10 +58,29 @@ public final class FileDescriptor: ByteSource, ByteSink {
     }
 
     public func read(into buffer: IOBuffer) throws(QBError) -> Int {
+        try read(into: buffer, atMost: buffer.freeCapacity)
+    }
+
+    public func read(into buffer: IOBuffer, atMost limit: Int) throws(QBError) -> Int {
         let name = self.name, fd = rawValue
         return try buffer.fillFreeSpace { (space) throws(QBError) -> Int in
-            try systemCall("read error", name) { Glibc.read(fd, space.baseAddress, space.count) }
+            try systemCall("read error", name) { Glibc.read(fd, space.baseAddress, Swift.min(space.count, limit)) }
         }
+    }
+
+    /// Seeks forward in a regular file, never past its current size:
+    /// lseek(2) past the end succeeds silently, and the read that follows
+    /// would then see an end where the file was merely short. Stopped at
+    /// the size, the next read returns 0 and the reader says "truncated",
+    /// as it does reading through. Pipes, terminals and devices (whose
+    /// fstat size is not their length) are read through.
+    public func skip(_ count: Int64) throws(QBError) -> Int64 {
+        guard count > 0, let size = regularFileSize else { return 0 }
+        let fd = rawValue
+        let here = Int64(try systemCall("seek error", name) { Int(lseek(fd, 0, SEEK_CUR)) })
+        let n = Swift.min(count, Swift.max(0, size - here))
+        if n > 0 { try systemCall("seek error", name) { Int(lseek(fd, off_t(n), SEEK_CUR)) } }
+        return n
     }
 
     public func write(_ bytes: RawSpan) throws(QBError) {

@@ -20,6 +20,15 @@ private let zeroBytes = [UInt8](repeating: 0, count: 1 << 16)
 /// input must still end after a zero block. Every error is sticky: later
 /// calls throw it again.
 ///
+/// Data nobody reads is skipped, not read, where the input can seek (a
+/// regular file; DESIGN.md, "Reading less of the backup"): `next()` passes
+/// over the rest of the previous member with `ByteSource.skip`, so every
+/// tool that selects members gets it. Every header is still read, and a
+/// skip stops at the end of the input, so a member cut short is
+/// `.truncated` exactly as when it is read through. After a skip, headers
+/// are read in small pieces until a member's data is read again, so that a
+/// run of skipped members costs a seek and a small read each.
+///
 /// Where fields sit in a header block is `TarHeaderBlock`'s business, how
 /// each sparse encoding lists its regions `SparseFormats`'; this class is
 /// the cursor over them: buffering, volumes, the position in member data,
@@ -44,6 +53,13 @@ public final class TarReader {
     private let buffer: IOBuffer
     private var stickyError: QBError?
     private var ended = false
+    /// Set by a skip, cleared when member data is read: header reads are
+    /// then `readAfterSkip` bytes, not a whole buffer.
+    private var skipped = false
+    /// Enough, after a skipped member of a Qubes backup, for the rest of its
+    /// 10,240-byte tar record and the headers of the next member (FORMAT.md
+    /// §3.1); two such reads cover a v2/v3 `.hmac` member between chunks.
+    static let readAfterSkip = 16 << 10
     private var globalRecords = PAXRecords()
     /// The member last returned by `next()`, until the following call.
     private var member: MemberCursor?
@@ -200,7 +216,8 @@ public final class TarReader {
         while buffer.readableCount < blockSize {
             if buffer.freeCapacity < blockSize { buffer.compact() }
             guard let src = try input.current() else { break }
-            if try src.read(into: buffer) > 0 { continue }
+            let n = skipped ? try src.read(into: buffer, atMost: max(Self.readAfterSkip, blockSize)) : try src.read(into: buffer)
+            if n > 0 { continue }
             guard try input.advance() else { break }
             // A block never spans two volumes.
             guard buffer.isEmpty else {
@@ -229,6 +246,7 @@ public final class TarReader {
     /// moves to the next and checks its continuation header.
     private func refillData() throws(QBError) {
         precondition(buffer.isEmpty)
+        skipped = false
         while true {
             guard let src = try input.current() else { throw truncated() }
             if try src.read(into: buffer) > 0 { return }
@@ -283,9 +301,15 @@ public final class TarReader {
 
     // MARK: - Member data
 
-    private func consumePadding() throws(QBError) {
+    /// Consumes the zeros after a member's data; `skipping` passes over
+    /// them too when they are not buffered and the input can seek.
+    private func consumePadding(skipping: Bool = false) throws(QBError) {
         while member!.paddingRemaining > 0 {
             if buffer.isEmpty {
+                if skipping {
+                    let n = try passOver(Int64(member!.paddingRemaining))
+                    if n > 0 { member!.paddingRemaining -= Int(n); continue }
+                }
                 // Padding is always in the same volume as the data it pads.
                 guard let src = try input.current(), try src.read(into: buffer) > 0 else { throw truncated() }
             }
@@ -339,16 +363,34 @@ public final class TarReader {
         return n
     }
 
-    /// Skips the rest of the current member's data and padding.
+    /// Skips the rest of the current member's data and padding: what is
+    /// buffered is dropped, the rest passed over where the input can seek
+    /// and read through where it cannot. At the end of a volume the next
+    /// one's continuation header is read and checked as when reading.
     private func skipMember() throws(QBError) {
         guard member?.inData == true else { return }
         while member!.physicalRemaining > 0 {
-            if buffer.isEmpty { try refillData() }
+            if buffer.isEmpty {
+                let n = try passOver(member!.physicalRemaining)
+                if n > 0 { member!.physicalRemaining -= n; continue }
+                try refillData()
+            }
             let n = Int(min(Int64(buffer.readableCount), member!.physicalRemaining))
             buffer.consume(n)
             member!.physicalRemaining -= Int64(n)
         }
-        try consumePadding()
+        try consumePadding(skipping: true)
+    }
+
+    /// Asks the current volume to pass over up to `count` bytes; 0 when it
+    /// cannot or is at its end, and the caller reads instead.
+    private func passOver(_ count: Int64) throws(QBError) -> Int64 {
+        precondition(buffer.isEmpty, "skipping with bytes buffered")
+        guard let src = try input.current() else { return 0 }
+        let n = try src.skip(count)
+        precondition(n >= 0 && n <= count, "a source skipped more than asked")
+        if n > 0 { skipped = true }
+        return n
     }
 
     // MARK: - Headers
