@@ -844,8 +844,12 @@ class Changes:
             return self.new_file('')
         rel, st = self.rng.choice(files)
         nblocks = (st.st_size + self.block - 1) // self.block
-        first = self.rng.randrange(nblocks)
-        last = min(nblocks - 1, first + self.rng.randint(0, 40))
+        # debugfs 1.47.0 punch inside an indirect block's span of a block-mapped file frees
+        # what it likes (661-680 freed 661-779 on 1 KiB blocks, 661-779 freed nothing): there,
+        # only direct blocks are punched.
+        mapped = min(nblocks, 12) if self.block_mapped else nblocks
+        first = self.rng.randrange(mapped)
+        last = min(mapped - 1, first + self.rng.randint(0, 40))
         start, end = first * self.block, min((last + 1) * self.block, st.st_size)
         with open(self.host(rel), 'r+b') as f:
             if not punch_hole(f.fileno(), start, end - start):
@@ -853,23 +857,9 @@ class Changes:
                 f.write(bytes(end - start))
         mtime = random_mtime(self.rng)
         os.utime(self.host(rel), (0, mtime))
-        self.lines += [f'punch {dpath(rel)} {a} {b}' for a, b in self.punch_ranges(first, last)]
+        self.lines.append(f'punch {dpath(rel)} {first} {last}')
         self.lines += sif_mtime(rel, mtime, self.large_inodes)
         self.note(f'punch /{rel} blocks {first}-{last}')
-
-    def punch_ranges(self, first, last):
-        """debugfs 1.47.0 punch on a block-mapped file stops where the direct blocks end (a
-        range 9-12 frees 9-11 and keeps 12), so such ranges are cut at each mapping level."""
-        if not self.block_mapped:
-            return [(first, last)]
-        per = self.block // 4
-        cuts = [12, 12 + per, 12 + per + per * per]
-        out, a = [], first
-        for cut in cuts:
-            if a < cut <= last:
-                out.append((a, cut - 1))
-                a = cut
-        return out + [(a, last)]
 
     def remove_empty_dir(self):
         empty = [r for r, st in self.entries().items()
