@@ -655,8 +655,9 @@ class Case:
             return (p.err.strip() or p.out.strip()).splitlines()[-1:] or ['exit %d' % p.returncode]
         return None
 
-    def qbfs_extract(self, image, label, expected, out_name):
-        """qb-fs -x must exit 0, leave the image as it was, and extract exactly expected."""
+    def qbfs_extract(self, image, label, expected, out_name, holes=True):
+        """qb-fs -x must exit 0, leave the image as it was, and extract exactly expected;
+        its holes too unless `holes` is false (where mke2fs -d does not keep them)."""
         before = sha256_file(image)
         out = self.path(out_name)
         os.mkdir(out)
@@ -673,7 +674,8 @@ class Case:
                 self.fail(f'qb-fs -x {label}: {line}')
         if sha256_file(image) != before:
             self.fail(f'qb-fs -x {label}: the image changed (sha256)')
-        c = subprocess.run([sys.executable, COMPARE_TREE, *COMPARE_OPTIONS, expected, out],
+        c = subprocess.run([sys.executable, COMPARE_TREE, *COMPARE_OPTIONS, *([] if holes else ['--no-sparse']),
+                            expected, out],
                            env=ENV, capture_output=True)
         if c.returncode == 2:
             raise GeneratorProblem(f'compare-tree.py: {c.stderr.decode(errors="replace").strip()}')
@@ -1379,7 +1381,9 @@ def run_layout_plain(case):
         case.log(f'/{notes["fragmented"]}: extent tree depth {depth}')
     require_fsck_clean(image, 'the image')
     require_image_holds_tree(image, tree, case.scratch, 'the image')
-    case.qbfs_extract(image, describe(lay).strip(), tree, 'out')
+    # mke2fs -d 1.47.0 with inline_data writes some files' holes as blocks of zeros (a 4 KiB
+    # hole before 8 KiB of data comes out mapped): the image then has no hole to keep.
+    case.qbfs_extract(image, describe(lay).strip(), tree, 'out', holes='inline_data' not in lay['features'])
 
 
 def free_ranges_before(image, first_group):
