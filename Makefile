@@ -13,7 +13,8 @@
 #   make install PREFIX=/usr/local DESTDIR=   (tools, man pages, completions)
 #   make dist    dist/qb-VERSION-linux-ARCH.tar.gz: one statically linked
 #                multi-call qb, the qb-* links, man pages, completions,
-#                README, SHA256SUMS; runs on glibc >= 2.35 without Swift
+#                README, LICENSE and the notices of what qb links in,
+#                SHA256SUMS; runs on glibc >= 2.35 without Swift
 #   make deb     dist/qb_VERSION_ARCH.deb, the same program for dpkg
 #   make check-dist   build both, then run them as a rescue machine would:
 #                the tarball from a scratch directory under env -i, the .deb
@@ -37,6 +38,8 @@ SYSLIBDIR ?= /usr/lib/$(ARCH)-linux-gnu
 # (packaging/static-libs.sh), ISA-L found through $$ORIGIN/../lib.
 DIST_SCRATCH = .build-dist
 DIST_QB      = $(DIST_SCRATCH)/release/qb
+# The release's copyright file (packaging/notices.sh), for both.
+DIST_COPYRIGHT = $(DIST_SCRATCH)/copyright
 DIST_TARBALL = dist/qb-$(VERSION)-linux-$(ARCH).tar.gz
 DEB          = dist/qb_$(VERSION)_$(shell dpkg --print-architecture 2>/dev/null || echo $(ARCH)).deb
 
@@ -127,12 +130,14 @@ dist-build: deps
 	PKG_CONFIG_PATH=$(CURDIR)/$(DIST_SCRATCH)/pkgconfig $(SWIFT) build -c release --product qb \
 	  --scratch-path $(DIST_SCRATCH) --static-swift-stdlib -Xlinker -rpath -Xlinker '$$ORIGIN/../lib' \
 	  -Xlinker -z -Xlinker relro -Xlinker -z -Xlinker now
+	packaging/notices.sh $(DIST_QB) $(DIST_SCRATCH) $(SYSLIBDIR) $(SWIFT) > $(DIST_COPYRIGHT).new
+	mv $(DIST_COPYRIGHT).new $(DIST_COPYRIGHT)
 
 dist: dist-build
-	packaging/dist.sh $(DIST_QB) $(VERSION) $(ARCH) $(SYSLIBDIR) dist
+	packaging/dist.sh $(DIST_QB) $(VERSION) $(ARCH) $(SYSLIBDIR) $(DIST_COPYRIGHT) dist
 
 deb: dist-build
-	packaging/deb.sh $(DIST_QB) $(VERSION) dist
+	packaging/deb.sh $(DIST_QB) $(VERSION) $(DIST_COPYRIGHT) dist
 
 check-dist: dist deb
 	packaging/check-dist.sh $(DIST_TARBALL) $(DEB)
