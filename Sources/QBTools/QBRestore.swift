@@ -58,6 +58,15 @@ struct QBRestore: QBCommand {
     @Flag(help: "With --files: remove private.img once all its files were extracted without a problem.")
     var filesOnly = false
 
+    @Flag(help: "List the files of the VM's private volume (as qb-fs -t; with -v, -tv) straight from the backup, writing nothing: not even the image.")
+    var listFiles = false
+
+    @Option(name: .customLong("path"), help: ArgumentHelp("With --files or --list-files: only this file or directory tree of the private volume (repeatable). With --files, the files come straight from the backup: the image is never written.", valueName: "path"))
+    var paths: [String] = []
+
+    @Option(help: ArgumentHelp("With --list-files or --files --path: the VM's volume to read, private or root (a template's or StandaloneVM's root.img, a GPT disk).", valueName: "name"))
+    var volume = "private"
+
     @Flag(help: "With --list: JSON output.")
     var json = false
 
@@ -98,6 +107,16 @@ struct QBRestore: QBCommand {
         if list && (!vms.isEmpty || dom0Home) { throw ValidationError("--list takes no VM names and no --dom0-home") }
         if filesOnly && !files { throw ValidationError("--files-only goes with --files") }
         if files && (list || verifyOnly) { throw ValidationError("--files restores files: not with --list or --verify-only") }
+        if listFiles && (files || list || verifyOnly || explain || dom0Home) {
+            throw ValidationError("--list-files lists one VM's files: not with --files, --list, --verify-only, --explain or --dom0-home")
+        }
+        if listFiles && vms.count != 1 { throw ValidationError("--list-files takes the name of one VM") }
+        if !paths.isEmpty && !(files || listFiles) { throw ValidationError("--path goes with --files or --list-files") }
+        guard ["private", "root"].contains(volume) else { throw ValidationError("--volume is private or root") }
+        if volume != "private" && !(listFiles || !paths.isEmpty) { throw ValidationError("--volume goes with --list-files or --files --path") }
+        if !paths.isEmpty && (filesOnly || explain) {
+            throw ValidationError("--files --path writes no image: not with --files-only or --explain")
+        }
     }
 
     func run() throws {
@@ -126,6 +145,9 @@ struct QBRestore: QBCommand {
         }
         let selection = try vmList.map { (list) throws(QBError) in try RestoreSelection(vms: list, names: vms, dom0Home: dom0Home) }
             ?? RestoreSelection(directoryNames: vms, dom0Home: dom0Home)
+        if listFiles || !paths.isEmpty {
+            return try readPassing(backupFiles, selection: selection, input: input, meter: meter)
+        }
 
         if explain {
             let authentication = backupFiles.authentication, qubesXMLChunks = backupFiles.qubesXMLChunks

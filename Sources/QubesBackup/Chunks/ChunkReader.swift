@@ -28,6 +28,9 @@ public final class ChunkReader {
         self.maximumChunkSize = maximumChunkSize
     }
 
+    /// Where the chunk member `nextName()` named starts in the input.
+    public var memberOffset: Int64 { reader.memberOffset }
+
     /// The chunk member whose header `nextName()` read and whose data is
     /// still unread.
     private var pending: (entry: TarEntry, name: ChunkName)?

@@ -153,10 +153,18 @@ public struct BackupFiles: ~Copyable {
     /// by it); the chunk's data is not.
     fileprivate let chunks: ChunkReader
 
+    /// How to read a file of this backup again, in a later pass over the
+    /// backup file (`BackupRereader`).
+    public var rereader: BackupRereader {
+        BackupRereader(header: headerRead.header, passphrase: context.passphrase, options: context.options, opener: opener)
+    }
+
     /// Reads the rest of the backup, file by file, doing with each what
-    /// `route` says. Returns the files met, with their chunk counts, in order.
+    /// `route` says; `located` hears where each file's first chunk starts
+    /// in the input. Returns the files met, with their chunk counts, in order.
     @discardableResult
-    public consuming func process(route: (String) throws(QBError) -> BackupRestore.Route) throws(QBError) -> [(file: String, chunks: Int)] {
+    public consuming func process(route: (String) throws(QBError) -> BackupRestore.Route,
+                                  located: (String, Int64) -> Void = { _, _ in }) throws(QBError) -> [(file: String, chunks: Int)] {
         let context = self.context, chunks = self.chunks, opener = self.opener, header = self.headerRead.header
         let options = context.options
         let jobs = InOrderJobs(parallelism: options.parallelism)
@@ -186,7 +194,9 @@ public struct BackupFiles: ~Copyable {
                     if let current { close(current) }
                     current = nil
                     files.append((file, 0))
-                    if case .stream(let target) = try decide(file) {
+                    let decision = try decide(file)
+                    located(file, chunks.memberOffset)
+                    if case .stream(let target) = decision {
                         current = try FilePipeline(file: file, header: header, passphrase: context.passphrase,
                                                    decompression: options.decompression, blockSize: options.blockSize,
                                                    target: target)
@@ -219,6 +229,53 @@ public struct BackupFiles: ~Copyable {
             throw error
         }
         return files
+    }
+}
+
+/// Reads one backed-up file again from the backup file, in a later pass
+/// (a VM's private volume read without being written, whose filesystem
+/// needs blocks that passed before anything said they were needed): from
+/// its first chunk, every chunk is authenticated again, decrypted,
+/// decompressed and its inner archive read, exactly as in the first pass.
+public struct BackupRereader: Sendable {
+    fileprivate let header: BackupHeader
+    fileprivate let passphrase: Secret
+    fileprivate let options: RestoreOptions
+    fileprivate let opener: ChunkOpener
+
+    /// Reads `file`'s `count` chunks from the member at `offset` of
+    /// `source` (the backup file, open anew and seekable) into `target`.
+    /// A backup that changed since the first pass is refused: a chunk of
+    /// another name, or fewer chunks.
+    public func reread(_ file: String, chunks count: Int, at offset: Int64, from source: FileDescriptor,
+                       into target: InnerArchiveTarget) throws(QBError) {
+        try source.seek(to: offset)
+        let reader = TarReader(source: source, options: .init(ignoreZeros: true), bufferSize: options.blockSize)
+        let chunks = ChunkReader(reader: reader, layout: header.version == 4 ? .envelopes : .hmacPairs,
+                                 maximumChunkSize: options.maximumChunkSize)
+        let pipeline = try FilePipeline(file: file, header: header, passphrase: passphrase, decompression: options.decompression,
+                                        blockSize: options.blockSize, target: target)
+        let jobs = InOrderJobs(parallelism: options.parallelism)
+        let opener = self.opener
+        do throws(QBError) {
+            for index in 0..<count {
+                guard let name = try chunks.nextName(), name.file == file, name.index == index else {
+                    throw QBError(.malformed, "the backup changed since it was first read: chunk \(index) of \(file) is not where it was",
+                                  subject: file, hint: "read it again from the start")
+                }
+                let handoff = ChunkHandoff(try chunks.take(keep: true))
+                try jobs.submit({ () throws(QBError) -> [UInt8] in try opener.open(handoff.take()) },
+                                deliver: { (bytes: consuming [UInt8]) throws(QBError) in
+                                    try pipeline.deliver(bytes)
+                                    chunks.recycle(bytes)
+                                })
+            }
+            try jobs.drain()
+            _ = try pipeline.finish()
+        } catch {
+            jobs.cancel()
+            throw pipeline.fail(error)
+        }
     }
 }
 
