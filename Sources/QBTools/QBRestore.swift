@@ -124,6 +124,10 @@ struct QBRestore: QBCommand {
         if input.rawValue == 0 && input.isTerminal {
             throw QBError(.usage, "the backup would be read from a terminal", hint: "give a file, or pipe the backup in")
         }
+        if files && !paths.isEmpty && input.regularFileSize == nil {
+            throw QBError(.usage, "--files --path reads the backup twice or more (the files' data is written in a pass of its own), and a pipe can be read only once",
+                          subject: backup == "-" ? "standard input" : backup, hint: "give the backup as a file, or restore the image with --files")
+        }
         let secret = try passphrase.read()
         let meter = noProgress || list || explain ? nil : ProgressMeter(total: input.regularFileSize)
         defer { meter?.end() }

@@ -76,27 +76,39 @@ import QBTestSupport
         return lines
     }
 
-    @Test(arguments: ["ext4", "ext2", "ext3", "ext4-1k", "ext4-64k", "ext4-inline", "ext4-htree", "ext4-meta-bg", "ext3-no-filetype", "dirty-journal", "journal-root", "journal-resize", "gpt", "mbr", "ext4-bigalloc", "corrupt-inode", "cycle"])
+    /// mke2fs's ext4 layout (flex_bg: every inode table near the start,
+    /// before the blocks they point at) is read in one pass; others may
+    /// need a second one (a block map's children before their indirect
+    /// block, a journal whose replay changes where things are), never many.
+    static let onePass: Set<String> = ["ext4", "ext2", "ext4-1k", "ext4-inline", "ext4-htree", "dirty-journal", "journal-root",
+                                       "gpt", "mbr", "ext4-bigalloc", "corrupt-inode", "cycle"]
+
+    @Test(arguments: ["ext4", "ext2", "ext3", "ext4-1k", "ext4-64k", "ext4-inline", "ext4-htree", "ext4-meta-bg", "ext3-no-filetype",
+                      "dirty-journal", "journal-root", "journal-resize", "gpt", "mbr", "ext4-bigalloc", "corrupt-inode", "cycle",
+                      "dir-before-inode"])
     func streamedGivesWhatTheFileGives(kind: String) throws {
         let dir = try ScratchDirectory()
         let file = try ImageFile(path: try Self.image(kind, in: dir).path)
         let direct = try Ext4Filesystem(window: FilesystemLocator.locate(in: file, table: PartitionTable.read(from: file), partition: nil).window)
         let expected = try Self.listing(direct)
 
-        let image = StreamedImage(path: "\(kind) (streamed)", size: file.size, memoryBudget: 8 << 20, spillDirectory: dir.url.path)
+        // A small memory budget: most kept blocks go to the spill file.
+        let image = StreamedImage(path: "\(kind) (streamed)", size: file.size, memoryBudget: 256 << 10, spillDirectory: dir.url.path)
         let streamed = StreamedFilesystem(image: image, options: .init())
         var passes = 0
         repeat {
             try Self.pass(file, into: image)
             passes += 1
         } while !streamed.walkable(roots: []) && passes < 8
-        #expect(passes <= 2, "\(kind): \(passes) passes")
+        #expect(passes == 1 || (!Self.onePass.contains(kind) && passes <= 3), "\(kind): \(passes) passes")
+        #expect(image.keptBytes.spilled > 0)
+        // The spill file is unlinked as it is made: nothing is left.
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.url.path).allSatisfy { !$0.hasPrefix(".qb-spill") })
         let fs = try streamed.open()
         // File data is not kept: the contents are compared through a pass
         // that keeps every page.
         image.want(0, count: Int(file.size))
         try Self.pass(file, into: image)
         #expect(try Self.listing(fs) == expected, "\(kind)")
-        print("\(kind): \(passes) passes, kept \(image.keptBytes)")
     }
 }
