@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import QBTestSupport
 @testable import QubesBackup
@@ -191,5 +192,84 @@ import QBTestSupport
         // Two slots left: two can be held at once, as before the third went.
         slots.acquire(); slots.acquire()
         slots.release(); slots.release()
+    }
+
+    final class Events: Sendable {
+        let list = Mutex<[String]>([])
+        func add(_ event: String) { list.withLock { $0.append(event) } }
+        var all: [String] { list.withLock { $0 } }
+    }
+
+    /// The memory budget holds a job back while others hold its room...
+    @Test func theBudgetHoldsABiggerJobBack() throws {
+        let slots = JobSlots(limit: 2, memoryBudget: 100)
+        let events = Events()
+        slots.acquire(bytes: 60)
+        let other = try WorkerThread { () throws(QBError) -> Int in
+            slots.acquire(bytes: 60)
+            events.add("other runs")
+            slots.release(bytes: 60)
+            return 0
+        }
+        usleep(100_000)
+        events.add("first releases")
+        slots.release(bytes: 60)
+        _ = other.join()
+        #expect(events.all == ["first releases", "other runs"])
+    }
+
+    /// ...but a job alone always runs: the scrypt limits already keep it
+    /// within what is available.
+    @Test func aJobAloneRunsWhateverItHolds() {
+        let slots = JobSlots(limit: 2, memoryBudget: 10)
+        slots.acquire(bytes: 1000)
+        #expect(slots.running == 1)
+        slots.release(bytes: 1000)
+    }
+
+    /// An allocation refused while another job runs is tried again once that
+    /// job has finished, with one job fewer from then on; refused alone, it
+    /// is tried once more and then fails as what it is.
+    @Test func aRefusedAllocationIsTriedAgainAfterARunningJob() throws {
+        let slots = JobSlots(limit: 2)
+        let events = Events()
+        slots.acquire()
+        let other = try WorkerThread { () throws(QBError) -> Int in
+            slots.acquire()
+            usleep(100_000)
+            events.add("other finishes")
+            slots.release()
+            return 0
+        }
+        while slots.running < 2 { usleep(1000) }
+        var attempts = 0
+        let value = try JobSlots.retryingShortage(slots) { () throws(QBError) -> Int in
+            attempts += 1
+            events.add("attempt \(attempts)")
+            if attempts == 1 { throw QBError(.outOfMemory, "refused") }
+            return 7
+        }
+        slots.release()
+        _ = other.join()
+        #expect(value == 7)
+        #expect(events.all == ["attempt 1", "other finishes", "attempt 2"])
+        #expect(slots.limit == 1)
+
+        var alone = 0
+        #expect(throws: QBError.self) {
+            try JobSlots.retryingShortage(JobSlots(limit: 4)) { () throws(QBError) -> Int in
+                alone += 1
+                throw QBError(.outOfMemory, "refused")
+            }
+        }
+        #expect(alone == 2)
+        var other2 = 0
+        #expect(throws: QBError.self) {
+            try JobSlots.retryingShortage(nil) { () throws(QBError) -> Int in
+                other2 += 1
+                throw QBError(.authentication, "not memory")
+            }
+        }
+        #expect(other2 == 1)
     }
 }

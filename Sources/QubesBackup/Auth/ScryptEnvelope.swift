@@ -15,7 +15,8 @@ public enum ScryptEnvelope {
         }
         let plaintext: [UInt8]
         if let slots {
-            plaintext = try slots.withSlot { () throws(QBError) -> [UInt8] in try decrypt() }
+            let memory = ScryptHeader.memory(of: envelope, limits: limits) ?? 0
+            plaintext = try slots.withSlot(bytes: memory) { () throws(QBError) -> [UInt8] in try decrypt() }
         } else {
             plaintext = try decrypt()
         }

@@ -168,7 +168,12 @@ extension ChunkOpener {
     /// the chunk then says why).
     public func scryptMemory(of chunk: StoredChunk) -> Int? {
         guard case .scrypt(_, _, let limits) = self, let bytes = chunk.bytes else { return nil }
-        return (try? ScryptHeader(parsing: bytes[...], limits: limits, subject: nil))?.memory
+        return ScryptHeader.memory(of: bytes, limits: limits)
+    }
+
+    /// What opening a chunk holds at once: its bytes and its derivation.
+    public func memory(of chunk: StoredChunk) -> Int {
+        (chunk.bytes?.count ?? 0) + (scryptMemory(of: chunk) ?? 0)
     }
 }
 

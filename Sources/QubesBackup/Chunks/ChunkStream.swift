@@ -23,10 +23,11 @@ public enum ChunkStream {
                                                                                firstChunk: chunk.bytes?.count ?? 0,
                                                                                maximumChunkSize: chunks.maximumChunkSize))
                     options.planned(plan)
-                    jobs = InOrderJobs(slots: JobSlots(limit: plan.jobs), limitLowered: options.lowered)
+                    jobs = InOrderJobs(slots: JobSlots(plan: plan), limitLowered: options.lowered)
                 }
+                let memory = opener.memory(of: chunk)
                 let handoff = ChunkHandoff(consume chunk)
-                try jobs!.submit({ (slots) throws(QBError) -> [UInt8] in try opener.open(handoff.take(), slots: slots) },
+                try jobs!.submit(memory: memory, { (slots) throws(QBError) -> [UInt8] in try opener.open(handoff.take(), slots: slots) },
                                  deliver: { (bytes: consuming [UInt8]) throws(QBError) in
                                      try sink.write(bytes.span.bytes)
                                      chunks.recycle(bytes)

@@ -38,13 +38,14 @@ public final class InOrderJobs {
     /// result; delivers older results first when too many are waiting. A
     /// thread per job costs microseconds against a chunk's milliseconds to
     /// seconds, and no job can then wait behind a blocked one. `work` runs
-    /// holding one of `slots`, which it is given.
-    public func submit(_ work: @escaping @Sendable (JobSlots) throws(QBError) -> [UInt8],
+    /// holding one of `slots`, which it is given, with room for the
+    /// `memory` bytes it says it will hold.
+    public func submit(memory: Int = 0, _ work: @escaping @Sendable (JobSlots) throws(QBError) -> [UInt8],
                        deliver: @escaping (consuming [UInt8]) throws(QBError) -> Void) throws(QBError) {
         let slots = self.slots
         do throws(QBError) {
             let job = try WorkerThread { () throws(QBError) -> [UInt8] in
-                try slots.withSlot { () throws(QBError) -> [UInt8] in try work(slots) }
+                try slots.withSlot(bytes: memory) { () throws(QBError) -> [UInt8] in try work(slots) }
             }
             entries.append(.job(job, deliver: deliver))
             jobsWaiting += 1

@@ -58,6 +58,12 @@ public struct ScryptHeader: Sendable {
 
     private static func blocks(logN: Int, p: Int) -> Int { (1 << logN) + p + 2 }
 
+    /// The memory an envelope's derivation will take, when its header
+    /// parses within `limits`; nil otherwise (opening it then says why).
+    public static func memory(of envelope: [UInt8], limits: ScryptLimits) -> Int? {
+        (try? ScryptHeader(parsing: envelope[...], limits: limits, subject: nil))?.memory
+    }
+
     /// Checks magic, version and checksum, then the parameters against `limits`
     /// — before any key derivation can allocate anything.
     public init(parsing bytes: ArraySlice<UInt8>, limits: ScryptLimits, subject: String?) throws(QBError) {
@@ -107,20 +113,15 @@ public struct ScryptHeader: Sendable {
     /// one job fewer (`JobSlots.giveWayAfterShortage`); refused alone, it is
     /// an `.outOfMemory` error that says what was needed and what is left.
     public func deriveKey(passphrase: Secret, slots: JobSlots? = nil, subject: String? = nil) throws(QBError) -> ScryptKey {
-        var retriedAlone = false
-        while true {
-            do throws(QBError) {
-                return ScryptKey(derived: try ScryptKDF.derive(passphrase: passphrase, salt: salt, logN: logN, r: r, p: p, length: 64))
-            } catch {
-                guard error.kind == .outOfMemory else { throw error }
-                if let slots, slots.giveWayAfterShortage() { continue }
-                // Jobs refused at the same moment as this one may have let go
-                // of their memory since; a refused mmap costs nothing to retry.
-                if !retriedAlone { retriedAlone = true; continue }
-                throw QBError(.outOfMemory,
-                              "scrypt key derivation (logN \(logN), r \(r), p \(p)) needs \(ByteSize.describe(memory)) of memory and could not get it; \(SystemResources.current().memoryDescription)",
-                              subject: subject, hint: "not a passphrase problem: free memory, or restore on a machine with more")
+        do throws(QBError) {
+            return try JobSlots.retryingShortage(slots) { () throws(QBError) -> ScryptKey in
+                ScryptKey(derived: try ScryptKDF.derive(passphrase: passphrase, salt: salt, logN: logN, r: r, p: p, length: 64))
             }
+        } catch {
+            guard error.kind == .outOfMemory else { throw error }
+            throw QBError(.outOfMemory,
+                          "scrypt key derivation (logN \(logN), r \(r), p \(p)) needs \(ByteSize.describe(memory)) of memory and could not get it; \(SystemResources.current().memoryDescription)",
+                          subject: subject, hint: "not a passphrase problem: free memory, or restore on a machine with more")
         }
     }
 }

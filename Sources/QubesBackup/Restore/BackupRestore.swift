@@ -87,11 +87,11 @@ public struct BackupRestore: ~Copyable {
         // every chunk: the first moment the memory per job is known. Not yet
         // authenticated, but checked against the same limits as any chunk's.
         let isEnvelope = ScryptEnvelope.hasMagic(macBytes)
-        let scryptMemory = isEnvelope ? (try? ScryptHeader(parsing: macBytes[...], limits: options.scryptLimits, subject: nil))?.memory : nil
+        let scryptMemory = isEnvelope ? ScryptHeader.memory(of: macBytes, limits: options.scryptLimits) : nil
         let plan = JobPlan(maximum: options.parallelism, resources: options.resources ?? .current(),
                            memoryPerJob: JobPlan.memoryPerJob(scryptMemory: scryptMemory, maximumChunkSize: options.maximumChunkSize))
         context.observer?.jobsPlanned(plan)
-        let slots = JobSlots(limit: plan.jobs)
+        let slots = JobSlots(plan: plan)
         var early: ReadAhead?
         if isEnvelope, plan.jobs > 1 {
             early = ReadAhead(context: context, headerBytes: headerBytes, slots: slots)
@@ -234,8 +234,9 @@ public struct BackupFiles: ~Copyable {
                     // Handed over, not copied: a second reference to the
                     // chunk's bytes would make a v4 chunk's in-place
                     // decryption copy them.
+                    let memory = opener.memory(of: chunk)
                     let handoff = ChunkHandoff(consume chunk)
-                    try jobs.submit({ (slots) throws(QBError) -> [UInt8] in try opener.open(handoff.take(), slots: slots) },
+                    try jobs.submit(memory: memory, { (slots) throws(QBError) -> [UInt8] in try opener.open(handoff.take(), slots: slots) },
                                     deliver: { (bytes: consuming [UInt8]) throws(QBError) in
                                         try pipeline.deliver(bytes)
                                         chunks.recycle(bytes)
@@ -343,8 +344,9 @@ private struct ReadAhead {
         }
         early = chunk
         let opener = ChunkOpener.scrypt(backupID: backupID, passphrase: context.passphrase, limits: context.options.scryptLimits)
+        let memory = opener.memory(of: chunk)
         if let thread = try? WorkerThread({ () throws(QBError) -> [UInt8] in
-            try slots.withSlot { () throws(QBError) -> [UInt8] in try opener.open(chunk, slots: slots) }
+            try slots.withSlot(bytes: memory) { () throws(QBError) -> [UInt8] in try opener.open(chunk, slots: slots) }
         }) {
             guess = (backupID, thread)
         }
@@ -369,7 +371,7 @@ private struct ReadAhead {
             self.guess = nil
             return try guess.opened.join().get()
         }
-        return try slots.withSlot { () throws(QBError) -> [UInt8] in try opener.open(chunk, slots: slots) }
+        return try slots.withSlot(bytes: opener.memory(of: chunk)) { () throws(QBError) -> [UInt8] in try opener.open(chunk, slots: slots) }
     }
 
     /// Waits for a guess no longer wanted (its thread may be inside OpenSSL)
