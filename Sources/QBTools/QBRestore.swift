@@ -276,8 +276,9 @@ final class Report: RestoreObserver {
         if verbose { JobReport.planned(plan) }
     }
     func jobsLowered(to jobs: Int) {
+        guard verbose else { return }
         meter?.end()
-        if verbose { JobReport.lowered(to: jobs) }
+        JobReport.lowered(to: jobs)
     }
     func fileStarted(_ file: String) { meter?.label = file }
     func fileFinished(_ file: String) {

@@ -30,11 +30,9 @@ import QBTestSupport
                            memoryPerJob: JobPlan.memoryPerJob(scryptMemory: 128 * 8 * ((1 << 20) + 3), maximumChunkSize: 1 << 30))
         #expect(plan.jobs == 4)
         #expect(plan.description == "4 jobs: 8 CPUs, 4.6 GiB available, 1.1 GiB each")
-        #expect(plan.boundByMemory)
         let asked = JobPlan(maximum: 1, resources: SystemResources(cpus: 2, cpuBound: .affinity, availableMemory: 3 << 30, memoryBound: .addressSpaceLimit),
                             memoryPerJob: 100 << 20)
         #expect(asked.description == "1 job: at most 1 asked, 3 GiB available (address-space limit), 100 MiB each")
-        #expect(!asked.boundByMemory)
     }
 
     @Test func memoryPerJob() {

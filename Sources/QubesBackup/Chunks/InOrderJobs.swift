@@ -30,10 +30,6 @@ public final class InOrderJobs {
         limitTold = slots.limit
     }
 
-    public convenience init(parallelism: Int) {
-        self.init(slots: JobSlots(limit: parallelism))
-    }
-
     /// Starts `work` on a thread of its own and queues `deliver` for its
     /// result; delivers older results first when too many are waiting. A
     /// thread per job costs microseconds against a chunk's milliseconds to

@@ -29,9 +29,6 @@ public struct JobPlan: Sendable, Equatable, CustomStringConvertible {
         (scryptMemory ?? 0) + min(maximumChunkSize, max(ChunkSizeLimit.qubesChunkSize, firstChunk))
     }
 
-    /// Whether memory, rather than CPUs or the maximum asked for, set `jobs`.
-    public var boundByMemory: Bool { jobs < (maximum ?? resources.cpus) }
-
     /// "4 jobs: 8 CPUs, 4.6 GiB available, 1.1 GiB each".
     public var description: String {
         let count = jobs == 1 ? "1 job" : "\(jobs) jobs"
