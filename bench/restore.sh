@@ -226,7 +226,7 @@ fi
 
 {
   echo
-  echo "image: $mb MiB apparent, $((data_kib >> 10)) MiB data; sparse variant: $((sparse_kib >> 10)) MiB data"
+  echo "image: $mb MiB apparent, $((data_kib >> 10)) MiB data$(want v3 && echo "; sparse variant: $((sparse_kib >> 10)) MiB data")"
   echo "ratios to the documented procedure (wall time, below 1 is faster):"
   if want v3; then
     echo "  v3          pipeline $(ratio "$w_v3_pipeline" "$w_v3_documented")  qb-tools $(ratio "$w_v3_qb_tools" "$w_v3_documented")  qb-restore $(ratio "$w_v3_qb_restore" "$w_v3_documented")"
