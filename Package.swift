@@ -1,4 +1,6 @@
 // swift-tools-version:6.0
+// qb — restore Qubes OS backups anywhere. Copyright the qb authors; licensed
+// under the Apache License, Version 2.0 (LICENSE).
 import PackageDescription
 
 // C libraries come from the distribution (Debian's -dev packages); the Makefile

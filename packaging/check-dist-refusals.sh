@@ -25,9 +25,19 @@ expect() {
     grep -q -- "$message" <<< "$out" || { echo "check-dist-refusals: $case: expected '$message', got: $out" >&2; exit 1; }
     echo "refused: $case"
 }
+# drop_notice NAME: the copyright file without NAME's section.
+drop_notice() {
+    awk -v n="$1" '/^==== /{skip = index($0, "==== " n " (") == 1} !skip' share/doc/qb/copyright > copyright.new
+    mv copyright.new share/doc/qb/copyright
+}
 resum='find . -type f ! -name SHA256SUMS | sed "s|^\./||" | LC_ALL=C sort | xargs sha256sum > SHA256SUMS'
 expect "a file changed after SHA256SUMS" "SHA256SUMS does not match" 'echo x >> README.md'
 expect "a tool missing" "bin/qb-fs is missing" "rm bin/qb-fs; $resum"
+expect "the licence missing" "share/doc/qb/LICENSE is missing" "rm share/doc/qb/LICENSE; $resum"
+expect "a C library's notice missing" "has no notice for libzstd" "drop_notice libzstd; $resum"
+expect "the Swift runtime's notice missing" "has no notice for swift" "drop_notice swift; $resum"
+expect "a Debian notice changed" "the notice for libcrypto is not /usr/share/doc/" \
+    "sed -i 's/^Upstream-Name: OpenSSL\$/Upstream-Name: OpenSSH/' share/doc/qb/copyright; $resum"
 expect "a library neither glibc's nor carried" "needs libisal.so.2, which is neither" "rm lib/libisal.so.2; $resum"
 if [ -x "$dev/qb" ]; then
     expect "the development build (shared libcrypto, toolchain run path)" "qb needs lib" "cp --remove-destination '$dev/qb' bin/qb; $resum"

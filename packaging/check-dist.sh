@@ -32,6 +32,34 @@ done
 for f in "$root"/share/bash-completion/completions/*; do bash -n "$f" || fail "$f is not valid bash"; done
 [ -f "$root/share/man/man5/qubes-backup.5" ] && [ -f "$root/README.md" ] || fail "qubes-backup.5 or README.md is missing"
 
+# Licences: qb's own (LICENSE, the Apache License 2.0) and, in the
+# copyright file, a notice for everything bin/qb links in or loads, each
+# one section opened by `==== NAME (`; packaging/notices.sh writes them.
+if [ -f /usr/share/common-licenses/Apache-2.0 ]; then
+    cmp -s "$top/LICENSE" /usr/share/common-licenses/Apache-2.0 || fail "LICENSE is not the text of the Apache License 2.0"
+fi
+[ -f "$root/share/doc/qb/LICENSE" ] || fail "share/doc/qb/LICENSE is missing"
+cmp -s "$root/share/doc/qb/LICENSE" "$top/LICENSE" || fail "share/doc/qb/LICENSE is not LICENSE"
+notices="libcrypto libz libbz2 liblzma libzstd libscrypt-kdf libisal swift swift-argument-parser"
+# check_notices WHAT FILE: FILE states qb's licence and has every notice; a
+# Debian package's notice is that package's copyright file, where this
+# machine has it.
+check_notices() {
+    local what=$1 file=$2 name body source
+    [ -s "$file" ] || fail "$what is missing"
+    grep -q '^License: Apache-2.0$' "$file" || fail "$what does not give qb's licence, Apache-2.0"
+    for name in $notices; do
+        grep -q "^==== $name (" "$file" || fail "$what has no notice for $name"
+        body=$(awk -v n="$name" '/^==== /{on = index($0, "==== " n " (") == 1; next} on' "$file")
+        grep -qi 'copyright\|license' <<< "$body" || fail "$what: the notice for $name says no copyright or licence"
+        source=$(sed -n "s|^==== $name (.*, \(/usr/share/doc/[^/]*/copyright\)\$|\1|p" "$file")
+        if [ -n "$source" ] && [ -f "$source" ]; then
+            [ "$body" = "$(cat "$source")" ] || fail "$what: the notice for $name is not $source"
+        fi
+    done
+}
+check_notices share/doc/qb/copyright "$root/share/doc/qb/copyright"
+
 # Libraries: glibc's, libgcc_s and libstdc++, or carried in lib/.
 allowed='^(libc\.so\.6|libm\.so\.6|libpthread\.so\.0|libdl\.so\.2|librt\.so\.1|ld-linux-x86-64\.so\.2|ld-linux\.so\.2|ld-linux-aarch64\.so\.1|libgcc_s\.so\.1|libstdc\+\+\.so\.6)$'
 for elf in "$root"/bin/qb "$root"/lib/*; do
@@ -85,6 +113,10 @@ scrubbed "$root/bin/qb" decompress -f gzip < data.gz | cmp - data || fail "qb de
 echo "tarball: ok ($(wc -c < "$tarball") bytes; bin/qb $(wc -c < "$root/bin/qb") bytes)"
 
 echo "== $deb"
+dpkg-deb --fsys-tarfile "$deb" | tar -xOf - ./usr/share/doc/qb/copyright > "$scratch/deb-copyright" \
+    || fail "the .deb has no /usr/share/doc/qb/copyright"
+check_notices "the .deb's /usr/share/doc/qb/copyright" "$scratch/deb-copyright"
+cmp -s "$scratch/deb-copyright" "$root/share/doc/qb/copyright" || fail "the .deb's copyright file is not the tarball's"
 [ "$(id -u)" = 0 ] || { echo "check-dist: not root: the .deb is not installed (dpkg -i needs root)"; exit 0; }
 if dpkg-query -W -f='${Status}' qb 2>/dev/null | grep -q 'install ok installed'; then
     fail "a qb package is installed already; check-dist does not replace it"

@@ -1,11 +1,14 @@
 #!/bin/sh
 # Makes the Debian package from the statically linked multi-call qb:
-#   deb.sh QB VERSION OUTDIR  → OUTDIR/qb_VERSION_ARCH.deb
+#   deb.sh QB VERSION COPYRIGHT OUTDIR  → OUTDIR/qb_VERSION_ARCH.deb
 # The C libraries with a Debian archive are linked in; ISA-L is not carried
 # but depended on (libisal2), and the tarball's run path is removed. The
-# Depends line is what dpkg-shlibdeps finds the binary needs.
+# Depends line is what dpkg-shlibdeps finds the binary needs. COPYRIGHT,
+# which notices.sh wrote, is the package's copyright file: qb's licence and
+# the notices of everything in the binary (Debian policy puts licences
+# there, and the Apache text in /usr/share/common-licenses).
 set -eu
-qb=$1 version=$2 out=$3
+qb=$1 version=$2 copyright=$3 out=$4
 top=$(cd "$(dirname "$0")/.." && pwd)
 arch=$(dpkg --print-architecture)
 mkdir -p "$out"
@@ -25,7 +28,7 @@ for m in "$top"/man/*.5; do gzip -9n < "$m" > "$root/usr/share/man/man5/${m##*/}
 "$top/packaging/completions.sh" "$root/usr/bin" "$root/usr/share/bash-completion/completions" \
     "$root/usr/share/zsh/vendor-completions" "$root/usr/share/fish/vendor_completions.d"
 gzip -9n < "$top/README.md" > "$root/usr/share/doc/qb/README.md.gz"
-cp "$top/packaging/copyright" "$root/usr/share/doc/qb/copyright"
+cp "$copyright" "$root/usr/share/doc/qb/copyright"
 mkdir -p "$root/usr/share/lintian/overrides"
 cp "$top/packaging/lintian-overrides" "$root/usr/share/lintian/overrides/qb"
 date=$(date -R -d "@$(git -C "$top" log -1 --format=%ct 2>/dev/null || date +%s)")

@@ -9,8 +9,27 @@ public enum Repo {
 
     public static func fixture(_ name: String) -> URL { fixtures.appendingPathComponent(name) }
 
-    /// The directory holding the built executables: the test bundle's own.
+    /// The directory holding the executables under test: `QB_TEST_BINARIES`
+    /// when it is set, otherwise the test bundle's own.
+    ///
+    /// `QB_TEST_BINARIES=DIR` runs the tool-level tests against other builds
+    /// of the same tools: `make check-release` points it at the release
+    /// build (`swift build -c release`), which users run, while the test
+    /// bundle itself is built as `swift test -c release` builds it (with
+    /// `-enable-testing`, which the shipped tools are not). DIR must hold
+    /// every `qb-*` tool and `qb`; a relative DIR is taken from the current
+    /// directory. A DIR without them stops the run instead of testing
+    /// something else.
     public static let binaries: URL = {
+        if let chosen = ProcessInfo.processInfo.environment["QB_TEST_BINARIES"], !chosen.isEmpty {
+            let dir = URL(fileURLWithPath: chosen, isDirectory: true).standardizedFileURL
+            // fatalError, not precondition: -c release drops a precondition's message.
+            for tool in ["qb", "qb-untar", "qb-hmac", "qb-decrypt", "qb-decompress", "qb-header", "qb-restore", "qb-fs"]
+            where !FileManager.default.isExecutableFile(atPath: dir.appendingPathComponent(tool).path) {
+                fatalError("QB_TEST_BINARIES=\(chosen): no executable \(tool) there")
+            }
+            return dir
+        }
         let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         var dir = exe.deletingLastPathComponent()
         // On Linux the test runner is `<bin>/qbPackageTests.xctest`; on macOS a bundle.
