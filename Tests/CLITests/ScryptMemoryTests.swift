@@ -46,12 +46,12 @@ import QBTestSupport
         stderr.split(separator: "\n").first { $0.hasPrefix("\(tool): ") && $0.contains(" each") }.map(String.init) ?? ""
     }
 
-    static var havePrlimit: Bool { haveProgram("prlimit") }
+    static var havePrlimit: Bool { haveProgram("prlimit") && !underAddressSanitizer }
 
     /// `prlimit --as=3G qb-restore -j 8` on Qubes' usual parameters: two
     /// jobs at most fit, and the restore is whole. Before issue 24 it
     /// failed after 9 s with "out of memory?" (status 3).
-    @Test(.enabled(if: ScryptMemoryTests.havePrlimit, "needs prlimit (util-linux)"))
+    @Test(.enabled(if: ScryptMemoryTests.havePrlimit, "needs prlimit (util-linux), and tools without ASan"))
     func logN20UnderAnAddressSpaceLimit() throws {
         let dir = try ScratchDirectory()
         let backup = try Self.backup(in: dir, "20 8 1")
@@ -112,7 +112,7 @@ import QBTestSupport
     /// waits for the first's room (the plan's memory budget) rather than
     /// being refused its allocation. Both tools; -j 2 makes two jobs the
     /// plan even where one CPU is all there is.
-    @Test(.enabled(if: ScryptMemoryTests.havePrlimit, "needs prlimit (util-linux)"))
+    @Test(.enabled(if: ScryptMemoryTests.havePrlimit, "needs prlimit (util-linux), and tools without ASan"))
     func biggerChunksWaitForRoom() throws {
         let dir = try ScratchDirectory()
         let backup = try Self.backup(in: dir, "10 8 1", "10 8 1", "20 8 1", "20 8 1")
