@@ -132,7 +132,10 @@ struct QBRestore: QBCommand {
         let meter = noProgress || list || explain ? nil : ProgressMeter(total: input.regularFileSize)
         defer { meter?.end() }
         let report = Report(meter: meter, verbose: verbose)
-        let options = RestoreOptions(parallelism: jobs.value, maximumChunkSize: maxSize.value, scryptLimits: maxMemory.limits)
+        var options = RestoreOptions(parallelism: jobs.value, maximumChunkSize: maxSize.value, scryptLimits: maxMemory.limits)
+        // A volume read without writing it may be read again: each v4
+        // chunk's key is derived once in all.
+        if listFiles || !paths.isEmpty { options.chunkKeys = ScryptKeyCache() }
         let authenticated = try BackupRestore(source: MeteredSource(input, meter: meter), passphrase: secret,
                                               options: options, observer: report).readHeader()
         let header = authenticated.header
@@ -149,7 +152,7 @@ struct QBRestore: QBCommand {
         let selection = try vmList.map { (list) throws(QBError) in try RestoreSelection(vms: list, names: vms, dom0Home: dom0Home) }
             ?? RestoreSelection(directoryNames: vms, dom0Home: dom0Home)
         if listFiles || !paths.isEmpty {
-            return try readPassing(backupFiles, selection: selection, input: input, meter: meter)
+            return try readPassing(backupFiles, selection: selection, input: input, meter: meter, keys: options.chunkKeys)
         }
 
         if explain {

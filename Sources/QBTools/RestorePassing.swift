@@ -20,7 +20,7 @@ extension QBRestore {
     static let keptMemory = 64 << 20
 
     func readPassing(_ backupFiles: consuming BackupFiles, selection: RestoreSelection, input: FileDescriptor,
-                     meter: ProgressMeter?) throws {
+                     meter: ProgressMeter?, keys: ScryptKeyCache?) throws {
         let rereader = backupFiles.rereader
         if files {
             try TargetDirectory.create(directory)
@@ -56,7 +56,8 @@ extension QBRestore {
                                 shown: destination.directoryName + "/files/", rereader: rereader, input: input)
                 }
                 if verbose {
-                    Diagnostics.printLine("\(file): read in \(passes + (listFiles ? 0 : 1)) pass\(passes + (listFiles ? 0 : 1) == 1 ? "" : "es") over the backup, the image never written")
+                    let total = passes + (listFiles ? 0 : 1)
+                    Diagnostics.printLine("\(file): read in \(total) pass\(total == 1 ? "" : "es") over the backup, the image never written")
                 }
                 if let summary = session.summary() { Diagnostics.error(summary) }
                 problems += session.problemCount
@@ -64,6 +65,9 @@ extension QBRestore {
                 Diagnostics.error(QBError(error.kind, error.message, subject: file, hint: error.hint).description)
                 problems += 1
             }
+        }
+        if verbose, let (derived, reused) = keys?.counts, derived > 0 {
+            Diagnostics.printLine("qb-restore: \(derived) scrypt key derivation\(derived == 1 ? "" : "s"), once per chunk; \(reused) chunk\(reused == 1 ? "" : "s") opened again with the key kept")
         }
         if problems > 0 { throw ExitWith(.badInput) }
     }

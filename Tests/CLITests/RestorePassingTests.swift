@@ -63,7 +63,7 @@ import QBTestSupport
     func expectSameFiles(_ backup: URL, vm: String, volume: String, path: String, in dir: ScratchDirectory) throws {
         let target = dir.file("direct")
         try FileManager.default.createDirectory(at: target, withIntermediateDirectories: true)
-        let direct = try run("qb-restore", ["--files", "--path", path, "--volume", volume, "--passphrase", "pass:qubes",
+        let direct = try run("qb-restore", ["--files", "-v", "--path", path, "--volume", volume, "--passphrase", "pass:qubes",
                                             "-C", target.path, backup.path, vm])
         let imageRoute = try Self.throughTheImage(backup, vm: vm, volume: volume,
                                                   qbfs: ["-x", "-C", dir.file("qbfs").path, "IMG", path], in: dir)
@@ -73,6 +73,34 @@ import QBTestSupport
         #expect(compared.status == 0, "\(backup.lastPathComponent) \(vm) \(path): \(compared.stdoutText)")
         let left = try run("find", [target.path, "-name", "*.img", "-o", "-name", ".qb-*"])
         #expect(left.stdoutText.isEmpty, "\(left.stdoutText)")
+        try expectKeysDerivedOnce(backup, volume: volume, stderr: direct.stderr)
+    }
+
+    /// scrypt runs once per chunk in all, however many passes were made: a
+    /// v4 volume's chunks are opened again with the keys of the first pass
+    /// (-v tells both counts); v3 derives no keys.
+    func expectKeysDerivedOnce(_ backup: URL, volume: String, stderr: String) throws {
+        let lines = stderr.split(separator: "\n").map(String.init)
+        let told = lines.first { $0.contains(" pass over the backup") || $0.contains(" passes over the backup") } ?? ""
+        let passes = Int(told.components(separatedBy: " read in ").last?.split(separator: " ").first ?? "") ?? 0
+        let keys = lines.first { $0.hasPrefix("qb-restore: ") && $0.contains(" scrypt key derivation") }
+        let members = try run("tar", ["-itf", backup.path]).stdoutText.split(separator: "\n")
+        // The volume read: "vm3/private.img: read in 2 passes ..."
+        let file = told.components(separatedBy: ": ").first ?? ""
+        #expect(file.hasSuffix("/\(volume).img"), "\(stderr)")
+        let chunks = members.filter { $0.hasPrefix(file + ".") && $0.hasSuffix(".enc") }.count
+        guard chunks > 0 else {
+            #expect(keys == nil, "\(stderr)")
+            return
+        }
+        #expect(passes >= 2, "\(stderr)")
+        let numbers = (keys ?? "").split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
+        // "N scrypt key derivations, once per chunk; M chunks opened again with the key kept"
+        #expect(numbers.count == 2, "\(stderr)")
+        if numbers.count == 2 {
+            #expect(numbers[0] <= members.filter { $0.hasSuffix(".enc") }.count, "\(stderr)")
+            #expect(numbers[1] == chunks * (passes - 1), "\(stderr)")
+        }
     }
 
     @Test(arguments: fixtures.map { "\($0.file) \($0.vm) \($0.volume)" })

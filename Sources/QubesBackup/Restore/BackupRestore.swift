@@ -9,6 +9,9 @@ public struct RestoreOptions: Sendable {
     public var resources: SystemResources?
     /// Largest chunk held in memory while it is authenticated.
     public var maximumChunkSize: Int
+    /// v4: where the keys that opened chunks are kept, when the caller
+    /// will read some of them again (`BackupRereader`); nil: not kept.
+    public var chunkKeys: ScryptKeyCache?
     public var scryptLimits: ScryptLimits
     public var decompression: DecompressionOptions
     /// Size of the read buffers of the outer and inner tar readers and of
@@ -115,7 +118,7 @@ public struct BackupRestore: ~Copyable {
             guard let id = header.backupID else {
                 throw QBError(.malformed, "version 4 header without backup-id", subject: "backup-header")
             }
-            opener = .scrypt(backupID: id, passphrase: context.passphrase, limits: context.options.scryptLimits)
+            opener = .scrypt(backupID: id, passphrase: context.passphrase, limits: context.options.scryptLimits, keys: context.options.chunkKeys)
         case .hmac(let digest):
             opener = .hmac(digest: digest, passphrase: context.passphrase)
         }
@@ -188,7 +191,8 @@ public struct BackupFiles: ~Copyable {
     /// How to read a file of this backup again, in a later pass over the
     /// backup file (`BackupRereader`).
     public var rereader: BackupRereader {
-        BackupRereader(header: headerRead.header, passphrase: context.passphrase, options: context.options, opener: opener)
+        BackupRereader(header: headerRead.header, passphrase: context.passphrase, options: context.options, opener: opener,
+                       slots: slots, observer: context.observer)
     }
 
     /// Reads the rest of the backup, file by file, doing with each what
@@ -269,12 +273,16 @@ public struct BackupFiles: ~Copyable {
 /// (a VM's private volume read without being written, whose filesystem
 /// needs blocks that passed before anything said they were needed): from
 /// its first chunk, every chunk is authenticated again, decrypted,
-/// decompressed and its inner archive read, exactly as in the first pass.
-public struct BackupRereader: Sendable {
+/// decompressed and its inner archive read, exactly as in the first pass —
+/// with the keys of the first pass where `RestoreOptions.chunkKeys` kept
+/// them: a v4 chunk's envelope is checked again, its key not derived again.
+public struct BackupRereader {
     fileprivate let header: BackupHeader
     fileprivate let passphrase: Secret
     fileprivate let options: RestoreOptions
     fileprivate let opener: ChunkOpener
+    fileprivate let slots: JobSlots
+    fileprivate let observer: RestoreObserver?
 
     /// Reads `file`'s `count` chunks from the member at `offset` of
     /// `source` (the backup file, open anew and seekable) into `target`.
@@ -288,7 +296,8 @@ public struct BackupRereader: Sendable {
                                  maximumChunkSize: options.maximumChunkSize)
         let pipeline = try FilePipeline(file: file, header: header, passphrase: passphrase, decompression: options.decompression,
                                         blockSize: options.blockSize, target: target)
-        let jobs = InOrderJobs(parallelism: options.parallelism)
+        let observer = self.observer
+        let jobs = InOrderJobs(slots: slots, limitLowered: { observer?.jobsLowered(to: $0) })
         let opener = self.opener
         do throws(QBError) {
             for index in 0..<count {
@@ -296,8 +305,10 @@ public struct BackupRereader: Sendable {
                     throw QBError(.malformed, "the backup changed since it was first read: chunk \(index) of \(file) is not where it was",
                                   subject: file, hint: "read it again from the start")
                 }
-                let handoff = ChunkHandoff(try chunks.take(keep: true))
-                try jobs.submit({ () throws(QBError) -> [UInt8] in try opener.open(handoff.take()) },
+                let chunk = try chunks.take(keep: true)
+                let memory = opener.memory(of: chunk)
+                let handoff = ChunkHandoff(consume chunk)
+                try jobs.submit(memory: memory, { (slots) throws(QBError) -> [UInt8] in try opener.open(handoff.take(), slots: slots) },
                                 deliver: { (bytes: consuming [UInt8]) throws(QBError) in
                                     try pipeline.deliver(bytes)
                                     chunks.recycle(bytes)
