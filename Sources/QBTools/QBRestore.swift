@@ -25,6 +25,11 @@ struct QBRestore: QBCommand {
         written under a temporary name and renamed when complete, so a failed \
         restore never leaves a file that looks whole.
 
+        --list-files lists a VM's files, and --files --path extracts some of \
+        them, straight from the backup: the volume is read as it passes and \
+        never written. What passed before anything pointed at it, and the \
+        files' data, take another pass over the backup file (-v counts them).
+
         It is built from the same library stages as qb-untar, qb-hmac, \
         qb-decrypt and qb-decompress; --explain prints the pipelines of those \
         tools that do the same job, and runs nothing.
@@ -37,6 +42,9 @@ struct QBRestore: QBCommand {
           qb-restore --verify-only --passphrase env:P backup.qubes
           qb-restore --explain --passphrase env:P backup.qubes work > restore-work.sh
           qb-restore --files -C restored --passphrase env:P backup.qubes work
+          qb-restore --list-files -v --passphrase env:P backup.qubes work
+          qb-restore --files --path /home/user/Documents -C restored \\
+            --passphrase env:P backup.qubes work
         """,
         version: qbVersion)
 
