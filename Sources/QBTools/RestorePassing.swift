@@ -57,7 +57,8 @@ extension QBRestore {
                 }
                 if verbose {
                     let total = passes + (listFiles ? 0 : 1)
-                    Diagnostics.printLine("\(file): read in \(total) pass\(total == 1 ? "" : "es") over the backup, the image never written")
+                    let kept = streamed.filesystem?.image.keptBytes ?? (memory: 0, spilled: 0)
+                    Diagnostics.printLine("\(file): read in \(total) pass\(total == 1 ? "" : "es") over the backup, the image never written (metadata kept: \(ByteSize.describe(kept.memory)) in memory, \(ByteSize.describe(Int(kept.spilled))) in a spill file)")
                 }
                 if let summary = session.summary() { Diagnostics.error(summary) }
                 problems += session.problemCount

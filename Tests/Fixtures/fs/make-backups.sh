@@ -43,7 +43,7 @@ rm -rf "$B"; mkdir -p "$B"
 
 PASS=qubes
 CHUNK=${VOLUME_CHUNK:-102400}
-SCRYPT_OPTS=(--logN 10 -r 8 -p 1)
+SCRYPT_OPTS=(--logN "${QB_SCRYPT_LOGN:-10}" -r 8 -p 1)   # QB_SCRYPT_LOGN=20: Qubes' cost (bench/files.sh)
 STAGE_TIME=@1796040000          # 2026-11-30 12:00:00 UTC: mtime of everything staged for a backup
 
 die() { echo "make-backups.sh: $*" >&2; exit 1; }
