@@ -178,29 +178,14 @@ struct QBRestore: QBCommand {
             // As `unzip -d` and `restic restore --target` do; the VMs'
             // own directories below it must still be new.
             try TargetDirectory.create(directory)
-            for destination in selection.selected { try makeDirectory(destination.directoryName) }
+            try RestoreRun.prepare(selection, in: directory)
         }
-        var created = Set(selection.selected.map(\.directoryName))
         var limits = TarLimits.default
         limits.maxSparseEntries = maxSparseEntries.value
-        var unclaimed: [String] = []
-        let restored: [(file: String, chunks: Int)]
+        let outcome: RestoreRun.Outcome
         do {
-            restored = try backupFiles.process { (file) throws(QBError) -> BackupRestore.Route in
-                let vm = selection.owner(of: file)
-                if vm == nil { unclaimed.append(file) }
-                if verifyOnly {
-                    return .stream(InnerArchiveTarget(directory: nil, relocation: try MemberRelocation(within: file, stripComponents: 0), limits: limits))
-                }
-                guard let destination = selection.destination(of: file) else { return .skip }
-                if !created.contains(destination.directoryName) {
-                    try makeDirectory(destination.directoryName)
-                    created.insert(destination.directoryName)
-                }
-                return .stream(InnerArchiveTarget(
-                    directory: path(destination.directoryName),
-                    relocation: try MemberRelocation(within: file, stripComponents: destination.stripComponents), limits: limits))
-            }
+            outcome = try RestoreRun.run(backupFiles, selection: selection, mode: verifyOnly ? .verify : .restore(directory: directory),
+                                         limits: limits, dom0Home: dom0Home, subject: backup == "-" ? "standard input" : backup)
         } catch {
             // The VMs whose images came out whole before the failure still
             // get their files read.
@@ -209,40 +194,18 @@ struct QBRestore: QBCommand {
             throw error
         }
         meter?.end()
-        for file in unclaimed { Diagnostics.warning("\(file): belongs to no VM listed in qubes.xml; not restored") }
-        // Nothing in the format counts the files that follow the header
-        // (qubes-backup(5)): a backup cut between two files is a whole,
-        // authenticated backup of fewer files. Without qubes.xml, a VM
-        // directory asked for by name and absent is refused here; with it,
-        // BackupCompleteness below says what each VM must bring. dom0's home
-        // not listed in qubes.xml is only warned about.
-        let missing = selection.missing(among: restored.map(\.file))
-        for name in missing where name == "dom0" { Diagnostics.warning("--dom0-home: the backup holds no dom0 home") }
-        if selection.byDirectory, let name = missing.first(where: { $0 != "dom0" }) {
-            throw QBError(.truncated, "no files in the backup", subject: name, hint: "no such VM directory in the backup")
-        }
-        // A cut inside a VM's files, or before dom0's home, leaves no broken
-        // chunk: what qubes.xml says each VM brings is what tells.
-        var incomplete: [String] = []
-        if let vmList {
-            let checked = verifyOnly ? vmList : selection.selected.map(\.vm)
-            incomplete = BackupCompleteness.missing(vms: checked, files: restored.map(\.file))
-            if (verifyOnly || dom0Home) && BackupCompleteness.lacksDom0Home(vms: vmList, files: restored.map(\.file)) {
-                incomplete.append("truncated backup: qubes.xml says dom0's home was backed up, but no dom0-home/ file came")
-            }
-        }
-        for line in incomplete { Diagnostics.error(line) }
-        if restored.isEmpty {
-            throw QBError(.truncated, "no files after the header and qubes.xml", subject: backup == "-" ? "standard input" : backup,
-                          hint: "the backup is truncated")
-        }
-        if verifyOnly && incomplete.isEmpty {
-            try Output.line("\(backup == "-" ? "standard input" : backup): OK (\(restored.count) files authenticated and read to their end)")
+        for file in outcome.unclaimed { Diagnostics.warning("\(file): belongs to no VM listed in qubes.xml; not restored") }
+        if outcome.noDom0Home { Diagnostics.warning("--dom0-home: the backup holds no dom0 home") }
+        try outcome.checkAskedFor()
+        for line in outcome.incomplete { Diagnostics.error(line) }
+        try outcome.checkNotEmpty()
+        if verifyOnly && outcome.incomplete.isEmpty {
+            try Output.line("\(backup == "-" ? "standard input" : backup): OK (\(outcome.files.count) files authenticated and read to their end)")
         }
         if files && extractFiles(selection: selection, finished: report.finished) > 0 {
             throw ExitWith(.badInput)
         }
-        if !incomplete.isEmpty { throw ExitWith(.badInput) }
+        if !outcome.incomplete.isEmpty { throw ExitWith(.badInput) }
     }
 
     /// Step 8 for every selected VM whose private.img was restored whole:
@@ -279,20 +242,7 @@ struct QBRestore: QBCommand {
         return problems
     }
 
-    func path(_ name: String) -> String { directory.hasSuffix("/") ? directory + name : directory + "/" + name }
-
-    /// A VM's directory must be new: restoring over an older restore would mix
-    /// files of two backups.
-    func makeDirectory(_ name: String) throws(QBError) {
-        let target = path(name)
-        if mkdir(target, 0o700) != 0 {
-            let code = errno
-            if code == EEXIST {
-                throw QBError(.usage, "already exists", subject: target, hint: "restore into another directory with -C, or move it away")
-            }
-            throw QBError(.io(code), "cannot create directory: \(String(cString: strerror(code)))", subject: target)
-        }
-    }
+    func path(_ name: String) -> String { RestoreRun.path(name, in: directory) }
 }
 
 /// Progress label and --verbose lines.
