@@ -41,7 +41,18 @@ extension QBRestore {
                 if let summary = session.summary() { Diagnostics.error(summary) }
                 problems += session.problemCount
             } catch {
-                Diagnostics.error(QBError(error.kind, error.message, subject: file, hint: error.hint).description)
+                // "vm3/private.img: /home/nobody: not found in the filesystem"
+                let said = QBError(error.kind, (error.subject.flatMap { $0 == file ? nil : $0 + ": " } ?? "") + error.message, subject: file, hint: error.hint)
+                // A path that is not there is a usage error, as in qb-fs,
+                // and leaves nothing that would stop the corrected command.
+                if error.kind == .usage {
+                    if files {
+                        rmdir(path(destination.directoryName) + "/files")
+                        rmdir(path(destination.directoryName))
+                    }
+                    throw said
+                }
+                Diagnostics.error(said.description)
                 problems += 1
             }
         }

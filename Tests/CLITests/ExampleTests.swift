@@ -153,7 +153,7 @@ import QBTestSupport
         #expect(extracted.status == 0, "\(extracted.stderr)")
         let compared = try run("python3", [FilesystemToolTests.scripts.appendingPathComponent("compare-tree.py").path, "--no-special", "--skip-root",
                                            imageRoute.file("qbfs").path, dir.file("restored/work/files").path])
-        #expect(compared.status == 0, "\(compared.stdoutText)")
+        #expect(compared.status == 0, "\(compared.stdoutText)\(compared.stderr)\(result.stderr)")
         #expect(!dir.listing().contains { $0.hasSuffix(".img") }, "\(dir.listing())")
     }
 }

@@ -182,4 +182,25 @@ import QBTestSupport
             #expect(r.stderr.contains(words), "\(args): \(r.stderr)")
         }
     }
+
+    /// A path the volume does not hold is a usage error, as in qb-fs, named
+    /// with the volume; nothing is left that would stop the corrected command.
+    @Test func aPathNotThereIsAUsageError() throws {
+        let backup = Repo.fixture("v4-fs-gzip.qubes").path
+        let dir = try ScratchDirectory()
+        let listed = try run("qb-restore", ["--list-files", "--path", "/home/nobody", "--passphrase", "pass:qubes", backup, "work"],
+                             directory: dir.url)
+        #expect(listed.status == 2)
+        #expect(listed.stdoutText.isEmpty)
+        #expect(listed.stderr.hasSuffix("qb-restore: vm3/private.img: /home/nobody: not found in the filesystem\n"), "\(listed.stderr)")
+        let extracted = try run("qb-restore", ["--files", "--path", "/home/nobody", "-C", "out", "--passphrase", "pass:qubes", backup, "work"],
+                                directory: dir.url)
+        #expect(extracted.status == 2)
+        #expect(extracted.stderr.hasSuffix("qb-restore: vm3/private.img: /home/nobody: not found in the filesystem\n"), "\(extracted.stderr)")
+        #expect(dir.listing() == ["out"], "\(dir.listing())")
+        let again = try run("qb-restore", ["--files", "--path", "/home/user/Documents", "-C", "out", "--passphrase", "pass:qubes", backup, "work"],
+                            directory: dir.url)
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(FileManager.default.fileExists(atPath: dir.file("out/work/files/home/user/Documents/notes.txt").path))
+    }
 }

@@ -69,6 +69,22 @@ public final class StreamedImage: ImageBytes, @unchecked Sendable {
     /// Bytes of kept pages: in memory, and in the spill file.
     public var keptBytes: (memory: Int, spilled: Int64) { state.withLock { ($0.memoryBytes, $0.spillEnd) } }
 
+    /// `count` bytes at `offset` cut at page boundaries: for each piece, its
+    /// page, where in the page it starts, how far into the bytes it starts,
+    /// and its length.
+    static func pieces(_ offset: Int64, _ count: Int) -> [(page: UInt64, within: Int, done: Int, count: Int)] {
+        var pieces: [(page: UInt64, within: Int, done: Int, count: Int)] = []
+        var done = 0
+        while done < count {
+            let at = offset + Int64(done)
+            let within = Int(at % Int64(pageSize))
+            let n = min(pageSize - within, count - done)
+            pieces.append((UInt64(at) / UInt64(pageSize), within, done, n))
+            done += n
+        }
+        return pieces
+    }
+
     static func pages(_ offset: Int64, _ count: Int) -> Range<UInt64> {
         guard count > 0 else { return 0..<0 }
         let first = UInt64(offset) / UInt64(pageSize), last = (UInt64(offset) + UInt64(count) - 1) / UInt64(pageSize)
@@ -125,13 +141,8 @@ public final class StreamedImage: ImageBytes, @unchecked Sendable {
         guard offset >= 0, Int64(buffer.count) <= size, offset <= size - Int64(buffer.count) else {
             throw QBError(.truncated, "read of \(buffer.count) bytes at offset \(offset) is past the end of the image (\(size) bytes)", subject: path)
         }
-        var done = 0
         var lacking: [UInt64] = []
-        while done < buffer.count {
-            let at = offset + Int64(done)
-            let page = UInt64(at) / UInt64(Self.pageSize)
-            let within = Int(at % Int64(Self.pageSize))
-            let n = min(Self.pageSize - within, buffer.count - done)
+        for (page, within, done, n) in Self.pieces(offset, buffer.count) {
             let target = UnsafeMutableRawBufferPointer(rebasing: buffer[done..<(done + n)])
             let found: Int64? = try state.withLock { (s) throws(QBError) -> Int64? in
                 if let bytes = s.pages[page] {
@@ -152,7 +163,6 @@ public final class StreamedImage: ImageBytes, @unchecked Sendable {
                     try readSpill(at: slot + Int64(within), into: target)
                 }
             }
-            done += n
         }
         if !lacking.isEmpty {
             state.withLock { s in
@@ -193,12 +203,7 @@ public final class StreamedImage: ImageBytes, @unchecked Sendable {
     /// (a superblock's descriptors, a table's directories) can be the very
     /// next page.
     public func pass(_ offset: Int64, _ bytes: UnsafeRawBufferPointer) throws(QBError) {
-        var done = 0
-        while done < bytes.count {
-            let at = offset + Int64(done)
-            let page = UInt64(at) / UInt64(Self.pageSize)
-            let within = Int(at % Int64(Self.pageSize))
-            let n = min(Self.pageSize - within, bytes.count - done)
+        for (page, within, done, n) in Self.pieces(offset, bytes.count) {
             let piece = UnsafeRawBufferPointer(rebasing: bytes[done..<(done + n)])
             let (moved, finished) = state.withLock { s -> (Bool, (UInt64, [UInt8])?) in
                 guard s.assembling?.page != page else { return (false, nil) }
@@ -218,9 +223,8 @@ public final class StreamedImage: ImageBytes, @unchecked Sendable {
                     s.assembling!.bytes.withUnsafeMutableBytes { $0.baseAddress!.advanced(by: within).copyMemory(from: piece.baseAddress!, byteCount: n) }
                 }
                 if !s.assembling!.hasData && piece.contains(where: { $0 != 0 }) { s.assembling!.hasData = true }
-                s.position = at + Int64(n)
+                s.position = offset + Int64(done + n)
             }
-            done += n
         }
     }
 

@@ -245,16 +245,7 @@ public struct BackupFiles: ~Copyable {
                 // checked, its data skipped where the input can seek.
                 let chunk = try chunks.take(keep: current != nil)
                 if let pipeline = current {
-                    // Handed over, not copied: a second reference to the
-                    // chunk's bytes would make a v4 chunk's in-place
-                    // decryption copy them.
-                    let memory = opener.memory(of: chunk)
-                    let handoff = ChunkHandoff(consume chunk)
-                    try jobs.submit(memory: memory, { (slots) throws(QBError) -> [UInt8] in try opener.open(handoff.take(), slots: slots) },
-                                    deliver: { (bytes: consuming [UInt8]) throws(QBError) in
-                                        try pipeline.deliver(bytes)
-                                        chunks.recycle(bytes)
-                                    })
+                    try jobs.open(chunk, with: opener, into: pipeline, recycling: chunks)
                 }
             }
             if let current { close(current) }
@@ -305,14 +296,7 @@ public struct BackupRereader {
                     throw QBError(.malformed, "the backup changed since it was first read: chunk \(index) of \(file) is not where it was",
                                   subject: file, hint: "read it again from the start")
                 }
-                let chunk = try chunks.take(keep: true)
-                let memory = opener.memory(of: chunk)
-                let handoff = ChunkHandoff(consume chunk)
-                try jobs.submit(memory: memory, { (slots) throws(QBError) -> [UInt8] in try opener.open(handoff.take(), slots: slots) },
-                                deliver: { (bytes: consuming [UInt8]) throws(QBError) in
-                                    try pipeline.deliver(bytes)
-                                    chunks.recycle(bytes)
-                                })
+                try jobs.open(try chunks.take(keep: true), with: opener, into: pipeline, recycling: chunks)
             }
             try jobs.drain()
             _ = try pipeline.finish()
@@ -320,6 +304,23 @@ public struct BackupRereader {
             jobs.cancel()
             throw pipeline.fail(error)
         }
+    }
+}
+
+extension InOrderJobs {
+    /// Opens `chunk` on a worker and hands its bytes to `pipeline` in
+    /// order, then their memory back to `chunks`. Handed over, not copied:
+    /// a second reference to the chunk's bytes would make a v4 chunk's
+    /// in-place decryption copy them.
+    fileprivate func open(_ chunk: consuming StoredChunk, with opener: ChunkOpener, into pipeline: FilePipeline,
+                          recycling chunks: ChunkReader) throws(QBError) {
+        let memory = opener.memory(of: chunk)
+        let handoff = ChunkHandoff(consume chunk)
+        try submit(memory: memory, { (slots) throws(QBError) -> [UInt8] in try opener.open(handoff.take(), slots: slots) },
+                   deliver: { (bytes: consuming [UInt8]) throws(QBError) in
+                       try pipeline.deliver(bytes)
+                       chunks.recycle(bytes)
+                   })
     }
 }
 
