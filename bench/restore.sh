@@ -19,12 +19,17 @@
 #   QB_BENCH_V4_LOGN   scrypt logN of the "default" v4 variant (default 20, Qubes')
 #   QB_BENCH_RUNS      runs per way for v3 and cheap v4 (default 3)
 #   QB_BENCH_V4_RUNS   runs per way at QB_BENCH_V4_LOGN (default 1: minutes each)
+#   QB_BENCH_FORMATS   which rows to measure: "v3 v4" (default), "v3" or "v4"
+#                      (e.g. the v4 rows alone, before and after a change to
+#                      key derivation; the ratios printed are those measured)
 set -euo pipefail
 mb=${QB_BENCH_IMAGE_MB:-2048}
 chunk=$(( ${QB_BENCH_CHUNK_MB:-100} << 20 ))
 logn=${QB_BENCH_V4_LOGN:-20}
 runs=${QB_BENCH_RUNS:-3}
 v4runs=${QB_BENCH_V4_RUNS:-1}
+formats=" ${QB_BENCH_FORMATS:-v3 v4} "
+want() { [[ $formats == *" $1 "* ]]; }
 out=$(realpath -m "${QB_BENCH_OUT:-bench-results}")
 mkdir -p "$out"
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/qb-bench.XXXXXX")
@@ -166,6 +171,7 @@ printf 'image %s MiB apparent, %s MiB chunks, best of %s runs (v4 logN %s: %s)\n
 make_image src/vm3/private.img "$mb" htrt
 data_kib=$(du -k src/vm3/private.img | cut -f1)
 
+if want v3; then
 # v3
 build_v3 v3.qubes
 B=$work/v3.qubes
@@ -201,8 +207,10 @@ build_v3 v3s.qubes
 measure v3-sparse qb-restore "qb-restore --no-progress --passphrase env:QB_BENCH_PASS $work/v3s.qubes" "$runs"
 rm -f v3s.qubes
 make_image src/vm3/private.img "$mb" htrt
+fi
 
 # v4: cheap scrypt parameters (data-bound), then Qubes' (KDF-bound).
+if want v4; then
 for variant in cheap default; do
     n=$([ $variant = cheap ] && echo 10 || echo "$logn")
     r=$([ $variant = cheap ] && echo "$runs" || echo "$v4runs")
@@ -214,14 +222,21 @@ for variant in cheap default; do
     measure "v4-$variant" qb-tools "bash $work/explain.sh" "$r"
     measure "v4-$variant" qb-restore "qb-restore --no-progress --passphrase env:QB_BENCH_PASS $B" "$r"
 done
+fi
 
 {
   echo
-  echo "image: $mb MiB apparent, $((data_kib >> 10)) MiB data; sparse variant: $((sparse_kib >> 10)) MiB data"
+  echo "image: $mb MiB apparent, $((data_kib >> 10)) MiB data$(want v3 && echo "; sparse variant: $((sparse_kib >> 10)) MiB data")"
   echo "ratios to the documented procedure (wall time, below 1 is faster):"
-  echo "  v3          pipeline $(ratio "$w_v3_pipeline" "$w_v3_documented")  qb-tools $(ratio "$w_v3_qb_tools" "$w_v3_documented")  qb-restore $(ratio "$w_v3_qb_restore" "$w_v3_documented")"
-  echo "  v4 logN 10  qb-tools $(ratio "$w_v4_cheap_qb_tools" "$w_v4_cheap_documented")  qb-restore $(ratio "$w_v4_cheap_qb_restore" "$w_v4_cheap_documented")"
-  echo "  v4 logN $logn  qb-tools $(ratio "$w_v4_default_qb_tools" "$w_v4_default_documented")  qb-restore $(ratio "$w_v4_default_qb_restore" "$w_v4_default_documented")"
-  echo "v3 against its slowest stage alone ($slowest s):  qb-tools $(ratio "$w_v3_qb_tools" "$slowest")  qb-restore $(ratio "$w_v3_qb_restore" "$slowest")"
-  echo "sparse: qb-restore time per data MiB, quarter-data image / full image: $(awk "BEGIN{printf \"%.2f\", ($w_v3_sparse_qb_restore / $sparse_kib) / ($w_v3_qb_restore / $data_kib)}")"
+  if want v3; then
+    echo "  v3          pipeline $(ratio "$w_v3_pipeline" "$w_v3_documented")  qb-tools $(ratio "$w_v3_qb_tools" "$w_v3_documented")  qb-restore $(ratio "$w_v3_qb_restore" "$w_v3_documented")"
+  fi
+  if want v4; then
+    echo "  v4 logN 10  qb-tools $(ratio "$w_v4_cheap_qb_tools" "$w_v4_cheap_documented")  qb-restore $(ratio "$w_v4_cheap_qb_restore" "$w_v4_cheap_documented")"
+    echo "  v4 logN $logn  qb-tools $(ratio "$w_v4_default_qb_tools" "$w_v4_default_documented")  qb-restore $(ratio "$w_v4_default_qb_restore" "$w_v4_default_documented")"
+  fi
+  if want v3; then
+    echo "v3 against its slowest stage alone ($slowest s):  qb-tools $(ratio "$w_v3_qb_tools" "$slowest")  qb-restore $(ratio "$w_v3_qb_restore" "$slowest")"
+    echo "sparse: qb-restore time per data MiB, quarter-data image / full image: $(awk "BEGIN{printf \"%.2f\", ($w_v3_sparse_qb_restore / $sparse_kib) / ($w_v3_qb_restore / $data_kib)}")"
+  fi
 } | tee -a "$out/restore.txt"

@@ -16,6 +16,9 @@ struct ExplainScript {
     /// --files: each VM's private.img is read by qb-fs after its pipeline.
     let readFilesystems: Bool
     let filesOnly: Bool
+    /// How many chunks qb-restore works on at once; each qb-decrypt
+    /// --chunks or qb-hmac --check of the script chooses the same way.
+    let plan: JobPlan?
 
     private var passphraseSource: String {
         if let passphrase, !passphrase.hasPrefix("pass:") { return passphrase }
@@ -31,6 +34,10 @@ struct ExplainScript {
             "set -euo pipefail",
             "backup=\(quote(backup))",
         ]
+        if let plan {
+            out.append("# Chunks at once: \(plan.description).")
+            out.append("# qb-decrypt --chunks and qb-hmac --check below choose the same way (-j N is a maximum; -v says what was chosen).")
+        }
         if backup == "-" { out.append("# qb-restore read the backup from standard input; these steps need it as a file: set backup= above.") }
         if passphraseSource == "env:QB_PASSPHRASE" && passphrase.map({ !$0.hasPrefix("env:QB_PASSPHRASE") }) ?? true {
             out.append("# The passphrase is read from $QB_PASSPHRASE: read -rs QB_PASSPHRASE && export QB_PASSPHRASE")

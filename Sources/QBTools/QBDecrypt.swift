@@ -50,7 +50,10 @@ struct QBDecrypt: QBCommand {
     var header: String?
 
     @OptionGroup var jobs: JobsOption<JobsHelp>
-    enum JobsHelp: OptionHelp { static let text = "With --chunks: chunks derived and decrypted at once (default: the number of CPUs)." }
+    enum JobsHelp: OptionHelp { static let text = "With --chunks: the most chunks derived and decrypted at once (default: the CPUs this process may use); fewer when memory does not pay for that many." }
+
+    @Flag(name: [.customShort("v"), .customLong("verbose")], help: "With --chunks: say on standard error how many chunks are derived at once, and why.")
+    var verbose = false
 
     @Option(help: ArgumentHelp("With --scrypt: the member name bound into the passphrase (vm3/private.img.000, backup-header).", valueName: "name"))
     var name: String?
@@ -59,7 +62,7 @@ struct QBDecrypt: QBCommand {
     var backupId: String?
 
     @OptionGroup var maxMemory: MaxMemoryOption<MaxMemoryHelp>
-    enum MaxMemoryHelp: OptionHelp { static let text = "With --scrypt or --chunks: largest scrypt memory, 128·r·(N+p+2), to accept, in bytes; the default 2 GiB covers Qubes' parameters." }
+    enum MaxMemoryHelp: OptionHelp { static let text = "With --scrypt or --chunks: largest scrypt memory, 128·r·(N+p+2), to accept, in bytes (default: the memory available)." }
 
     @OptionGroup var maxSize: MaxSizeOption<MaxSizeHelp>
     enum MaxSizeHelp: OptionHelp { static let text = "With --scrypt or --chunks: largest envelope (chunk) to hold in memory while it is authenticated, in bytes." }
@@ -96,15 +99,15 @@ struct QBDecrypt: QBCommand {
                 id = headerID
             }
             let chunks = ChunkReader(reader: TarReader(source: input), layout: .envelopes, maximumChunkSize: maxSize.value)
-            try ChunkStream.release(chunks, opener: .scrypt(backupID: id!, passphrase: secret, limits: ScryptLimits(maximumMemory: maxMemory.value)),
-                                    parallelism: jobs.value, to: output)
+            try ChunkStream.release(chunks, opener: .scrypt(backupID: id!, passphrase: secret, limits: maxMemory.limits),
+                                    jobs: jobs.options(verbose: verbose), to: output)
             return
         }
         if scrypt {
             let envelope = try readAll(from: input, limit: maxSize.value, what: "scrypt envelope")
             let bound = secret.bound(to: [backupId, name].compactMap { $0 })
             let plaintext = try ScryptFile.decrypt(envelope, passphrase: bound,
-                                                   limits: ScryptLimits(maximumMemory: maxMemory.value), subject: name ?? input.name,
+                                                   limits: maxMemory.limits, subject: name ?? input.name,
                                                    wrongKeyHint: backupId == nil ? QBError.wrongPassphraseOrTampered
                                                        : "wrong passphrase, or the chunk was renamed or comes from another backup")
             try output.write(plaintext[...])

@@ -69,7 +69,7 @@ struct QBFs: QBCommand {
     var maxMemory = Ext4Filesystem.Options.defaultWalkMemoryBytes
 
     @OptionGroup var jobs: JobsOption<JobsHelp>
-    enum JobsHelp: OptionHelp { static let text = "With -x: files written at once, each by a thread of its own; the default is the number of CPUs." }
+    enum JobsHelp: OptionHelp { static let text = "With -x: files written at once, each by a thread of its own; the default is the number of CPUs this process may use." }
 
     @Flag(help: "No progress line, even on a terminal.")
     var noProgress = false
@@ -127,7 +127,7 @@ struct QBFs: QBCommand {
         } else if extract {
             try session.extract(roots: paths, into: directory ?? ".",
                                 options: .init(keepSpecialBits: keepSpecialBits, preserveOwnership: sameOwner, createSpecialFiles: true),
-                                lanes: jobs.value,
+                                lanes: jobs.value ?? ProcessorCount.usable,
                                 progress: progress,
                                 extracted: { node in if verbose { meter?.end(); Diagnostics.printLine(node.name) } })
         } else if toStdout {

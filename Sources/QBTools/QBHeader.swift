@@ -30,6 +30,9 @@ struct QBHeader: QBCommand {
 
     @OptionGroup var passphrase: PassphraseOptions
 
+    @OptionGroup var maxMemory: MaxMemoryOption<MaxMemoryHelp>
+    enum MaxMemoryHelp: OptionHelp { static let text = "With --verify and a v4 header: largest scrypt memory, 128·r·(N+p+2), to accept, in bytes (default: the memory available)." }
+
     @Flag(help: "Print one JSON object.") var json = false
     @Flag(help: "Print QB_KEY='value' assignments that are safe to eval.") var shell = false
     @Option(help: ArgumentHelp("Print the value of one key.", valueName: "key")) var get: String?
@@ -53,7 +56,7 @@ struct QBHeader: QBCommand {
         if let verify {
             let secret = try passphrase.read()
             let expected = try readAll(from: FileDescriptor.input(verify), limit: DigestLine.maximumFileSize, what: ".hmac file")
-            method = try HeaderAuthentication.verify(header: bytes, hmacFile: expected, passphrase: secret)
+            method = try HeaderAuthentication.verify(header: bytes, hmacFile: expected, passphrase: secret, limits: maxMemory.limits)
         }
         let header = try BackupHeader(parsing: bytes)
         if let method { try HeaderAuthentication.checkConsistency(header, method: method) }

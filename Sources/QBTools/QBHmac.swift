@@ -50,10 +50,16 @@ struct QBHmac: QBCommand {
     var from = 0
 
     @OptionGroup var jobs: JobsOption<JobsHelp>
-    enum JobsHelp: OptionHelp { static let text = "With --check: chunks verified at once (default: the number of CPUs)." }
+    enum JobsHelp: OptionHelp { static let text = "With --check: the most chunks verified at once (default: the CPUs this process may use); fewer when memory does not hold that many chunks." }
+
+    @Flag(name: [.customShort("v"), .customLong("verbose")], help: "With --check: say on standard error how many chunks are verified at once, and why.")
+    var verbose = false
 
     @Option(help: ArgumentHelp("Member name bound into a scrypt envelope's passphrase (default: FILE's base name).", valueName: "name"))
     var name: String?
+
+    @OptionGroup var maxMemory: MaxMemoryOption<MaxMemoryHelp>
+    enum MaxMemoryHelp: OptionHelp { static let text = "With --verify and a scrypt envelope: largest scrypt memory, 128·r·(N+p+2), to accept, in bytes (default: the memory available)." }
 
     @OptionGroup var passphrase: PassphraseOptions
 
@@ -79,7 +85,7 @@ struct QBHmac: QBCommand {
             let output = try Output.binary(what: "chunk data")
             let chunks = ChunkReader(reader: TarReader(source: input), layout: .hmacPairs, maximumChunkSize: maxSize.value, firstIndex: from)
             try ChunkStream.release(chunks, opener: .hmac(digest: requested, passphrase: try passphrase.read()),
-                                    parallelism: jobs.value, to: output)
+                                    jobs: jobs.options(verbose: verbose), to: output)
             return
         }
         let displayName = file.flatMap { $0 == "-" ? nil : $0 }
@@ -101,7 +107,7 @@ struct QBHmac: QBCommand {
                     throw QBError(.usage, "reading standard input: give the member name with --name")
                 }
                 let data = try readAll(from: FileDescriptor.input(file), limit: DigestLine.maximumFileSize, what: "file authenticated by a scrypt copy")
-                try ScryptEnvelope.verifyCopy(of: data, envelope: expected, name: member, passphrase: secret)
+                try ScryptEnvelope.verifyCopy(of: data, envelope: expected, name: member, passphrase: secret, limits: maxMemory.limits)
             } else {
                 let line = try DigestLine(parsing: expected, subject: verify)
                 _ = try HMACVerifier.verify(source: FileDescriptor.input(file), expected: line, passphrase: secret,

@@ -65,18 +65,18 @@ struct QBRestore: QBCommand {
     var directory = "."
 
     @OptionGroup var jobs: JobsOption<JobsHelp>
-    enum JobsHelp: OptionHelp { static let text = "Chunks authenticated (v4: keys derived) at once (default: the number of CPUs). Each v4 derivation takes about 1 GiB." }
+    enum JobsHelp: OptionHelp { static let text = "The most chunks authenticated (v4: keys derived) at once (default: the CPUs this process may use); fewer when memory does not pay for that many (a v4 derivation takes 1 or 2 GiB)." }
 
     @OptionGroup var maxSize: MaxSizeOption<MaxSizeHelp>
     enum MaxSizeHelp: OptionHelp { static let text = "Largest chunk to hold in memory while it is authenticated, in bytes (Qubes writes 100 MiB)." }
 
     @OptionGroup var maxMemory: MaxMemoryOption<MaxMemoryHelp>
-    enum MaxMemoryHelp: OptionHelp { static let text = "v4: largest scrypt memory, 128·r·(N+p+2), to accept, in bytes; the default 2 GiB covers Qubes' parameters." }
+    enum MaxMemoryHelp: OptionHelp { static let text = "v4: largest scrypt memory, 128·r·(N+p+2), to accept, in bytes (default: the memory available)." }
 
     @OptionGroup var maxSparseEntries: MaxSparseEntriesOption<MaxSparseEntriesHelp>
     enum MaxSparseEntriesHelp: OptionHelp { static let text = "Most regions the sparse map of a restored file may list (default 1000000); raise it only for a backup you trust." }
 
-    @Flag(name: [.customShort("v"), .customLong("verbose")], help: "Name each file on standard error as it is finished.")
+    @Flag(name: [.customShort("v"), .customLong("verbose")], help: "Say how many chunks are worked on at once and why, and name each file on standard error as it is finished.")
     var verbose = false
 
     @Flag(help: "No progress line, even on a terminal.")
@@ -109,8 +109,7 @@ struct QBRestore: QBCommand {
         let meter = noProgress || list || explain ? nil : ProgressMeter(total: input.regularFileSize)
         defer { meter?.end() }
         let report = Report(meter: meter, verbose: verbose)
-        let options = RestoreOptions(parallelism: jobs.value, maximumChunkSize: maxSize.value,
-                                     scryptLimits: ScryptLimits(maximumMemory: maxMemory.value))
+        let options = RestoreOptions(parallelism: jobs.value, maximumChunkSize: maxSize.value, scryptLimits: maxMemory.limits)
         let authenticated = try BackupRestore(source: MeteredSource(input, meter: meter), passphrase: secret,
                                               options: options, observer: report).readHeader()
         let header = authenticated.header
@@ -133,7 +132,7 @@ struct QBRestore: QBCommand {
             let script = ExplainScript(backup: backup, directory: directory, header: header,
                                        authentication: authentication, passphrase: passphrase.source,
                                        verifyOnly: verifyOnly, qubesXMLChunks: qubesXMLChunks,
-                                       readFilesystems: files, filesOnly: filesOnly)
+                                       readFilesystems: files, filesOnly: filesOnly, plan: report.plan)
             for line in script.lines(files: planned, selection: selection) { try Output.line(line) }
             return
         }
@@ -223,7 +222,7 @@ struct QBRestore: QBCommand {
                 let session = try FilesystemSession(image: image, prefix: destination.directoryName + "/private.img: ")
                 let found = try session.extract(roots: [], into: vmDirectory + "/files",
                                                 options: .init(preserveOwnership: false, createSpecialFiles: true),
-                                                lanes: ProcessorCount.online,
+                                                lanes: ProcessorCount.usable,
                                                 extracted: { node in if verbose { Diagnostics.printLine(destination.directoryName + "/files/" + node.name) } })
                 if let summary = session.summary() { Diagnostics.error(summary) }
                 problems += found
@@ -269,6 +268,18 @@ final class Report: RestoreObserver {
     var finished: Set<String> { finishedFiles.withLock { $0 } }
     init(meter: ProgressMeter?, verbose: Bool) { self.meter = meter; self.verbose = verbose }
 
+    /// What the restore chose, for --explain.
+    private(set) var plan: JobPlan?
+
+    func jobsPlanned(_ plan: JobPlan) {
+        self.plan = plan
+        if verbose { JobReport.planned(plan) }
+    }
+    func jobsLowered(to jobs: Int) {
+        guard verbose else { return }
+        meter?.end()
+        JobReport.lowered(to: jobs)
+    }
     func fileStarted(_ file: String) { meter?.label = file }
     func fileFinished(_ file: String) {
         finishedFiles.withLock { _ = $0.insert(file) }

@@ -12,7 +12,7 @@ public enum ExitStatus: Int32, Sendable {
     case usage = 2
     /// Malformed, truncated, unsupported or unsafe input, or over a limit.
     case badInput = 3
-    /// An I/O or system error, a failure of the crypto library, a stage
+    /// An I/O or system error (memory that could not be had among them), a failure of the crypto library, a stage
     /// cancelled by another's failure, or an internal error.
     case system = 4
 
@@ -22,6 +22,9 @@ public enum ExitStatus: Int32, Sendable {
         case .usage: self = .usage
         case .malformed, .truncated, .unsupported, .unsafe, .limitExceeded: self = .badInput
         case .io: self = .system
+        // 4: the machine, not the backup, fell short; 1 would send the user
+        // hunting for a passphrase that was right.
+        case .outOfMemory: self = .system
         // 4, not a new code: the documented codes are 0–4 and scripts rely on
         // 3 meaning "the input is bad". OpenSSL refusing an allocation or an
         // initialisation says nothing about the input; it is the system

@@ -15,7 +15,8 @@ import QubesBackupCLI
             #expect(ExitStatus(kind) == .badInput, "\(kind)")
         }
         // The new kinds keep status 4, which these errors had as `.io(0)`.
-        for kind in [QBError.Kind.io(5), .cryptoLibrary, .cancelled, .internalError] {
+        // Memory that could not be had is the machine's failure: 4, never 1.
+        for kind in [QBError.Kind.io(5), .cryptoLibrary, .cancelled, .internalError, .outOfMemory] {
             #expect(ExitStatus(kind) == .system, "\(kind)")
         }
     }

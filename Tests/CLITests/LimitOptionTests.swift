@@ -48,7 +48,7 @@ import QBTestSupport
         let (ok, _) = try restore("v4-gzip.qubes", ["--max-memory", "1051648"])
         #expect(ok.status == 0, "\(ok.stderr)")
         let (over, dir) = try restore("v4-gzip.qubes", ["--max-memory", "1051647"])
-        expectRefused(over, dir, "exceed the work limit")
+        expectRefused(over, dir, "need 1.0 MiB (1051648 bytes) of memory, over the limit of 1051647 bytes (raise --max-memory to at least 1051648")
         #expect(dir.listing() == ["target"])
     }
 

@@ -103,26 +103,44 @@ import QBTestSupport
             Issue.record("\(need) bytes of scrypt memory accepted under a smaller limit")
         } catch {
             #expect(error.kind == .limitExceeded)
-            #expect(error.description.contains("logN 10, r 8, p 1 exceed the work limit"))
-            #expect(error.description.contains("at most \(need - 1) bytes"))
+            #expect(error.description.contains("logN 10, r 8, p 1 need 1.0 MiB (\(need) bytes) of memory, over the limit of \(need - 1) bytes"))
+            #expect(error.description.contains("(raise --max-memory to at least \(need), only for a backup you trust)"))
         }
-        #expect(ScryptLimits.default.maximumMemory == 2 << 30)
     }
 
-    /// The scrypt tool writes p up to 32; the limit (default 64, over it:
-    /// ScryptFileTests) is checked at 32 and just under.
-    @Test func scryptParallelismUpToTheLimit() throws {
-        #expect(ScryptLimits.default.maximumP == 64)
-        let env = try Self.envelope(logN: 10, r: 1, p: 32)
-        #expect(try ScryptFile.decrypt(env, passphrase: Secret("k")) == Array("limit".utf8))
-        #expect(try ScryptFile.decrypt(env, passphrase: Secret("k"), limits: ScryptLimits(maximumP: 32)) == Array("limit".utf8))
+    /// By default the memory limit is what the machine has available, and
+    /// a refusal says so, with the option that raises it.
+    @Test func scryptMemoryUpToWhatIsAvailable() throws {
+        let need = 128 * 8 * ((1 << 10) + 1 + 2)
+        let env = try Self.envelope(logN: 10, r: 8, p: 1)
+        let enough = SystemResources(cpus: 2, availableMemory: need, memoryBound: .addressSpaceLimit)
+        #expect(try ScryptFile.decrypt(env, passphrase: Secret("k"), limits: .affordable(enough)) == Array("limit".utf8))
+        let short = SystemResources(cpus: 2, availableMemory: need - 1, memoryBound: .addressSpaceLimit)
         do {
-            _ = try ScryptFile.decrypt(env, passphrase: Secret("k"), limits: ScryptLimits(maximumP: 31))
-            Issue.record("p 32 accepted under a limit of 31")
+            _ = try ScryptFile.decrypt(env, passphrase: Secret("k"), limits: .affordable(short))
+            Issue.record("\(need) bytes of scrypt memory accepted with less available")
         } catch {
             #expect(error.kind == .limitExceeded)
-            #expect(error.description.contains("p 32 exceed the work limit"))
-            #expect(error.description.contains("and p 31"))
+            #expect(error.description == "scrypt parameters logN 10, r 8, p 1 need 1.0 MiB (\(need) bytes) of memory; 1.0 MiB available (address-space limit) (free memory, or try anyway with --max-memory \(need), e.g. with swap)")
+        }
+        #expect(ScryptLimits.affordable(short).maximumMemory == need - 1)
+    }
+
+    /// The work N·r·p has a fixed sanity limit, 2^28; p is bounded by it,
+    /// not by a limit of its own (scrypt enc writes p > 1 on a fast
+    /// machine with little memory).
+    @Test func scryptWorkUpToTheLimit() throws {
+        #expect(ScryptLimits.defaultMaximumWork == 1 << 28)
+        let env = try Self.envelope(logN: 10, r: 1, p: 32)
+        #expect(try ScryptFile.decrypt(env, passphrase: Secret("k")) == Array("limit".utf8))
+        let work = 1024 * 32
+        #expect(try ScryptFile.decrypt(env, passphrase: Secret("k"), limits: ScryptLimits(maximumMemory: 1 << 30, maximumWork: work)) == Array("limit".utf8))
+        do {
+            _ = try ScryptFile.decrypt(env, passphrase: Secret("k"), limits: ScryptLimits(maximumMemory: 1 << 30, maximumWork: work - 1))
+            Issue.record("N·r·p \(work) accepted under a limit of \(work - 1)")
+        } catch {
+            #expect(error.kind == .limitExceeded)
+            #expect(error.description == "scrypt parameters logN 10, r 1, p 32 ask for absurd work: N·r·p over the sanity limit of \(work - 1) (no Qubes backup needs this much; corrupted or hostile backup)")
         }
     }
 }

@@ -34,10 +34,13 @@ import QBTestSupport
     }
 
     /// Parameters are read before authentication: a hostile header with a
-    /// correct checksum must be refused before the KDF allocates anything.
-    /// The last case fits 128·r·N but not the p blocks the KDF also holds.
+    /// correct checksum must be refused before the KDF allocates anything —
+    /// here on a machine with 2 GiB available. The last case fits 128·r·N
+    /// but not the p blocks the KDF also holds; the first and third ask for
+    /// more work than the sanity limit.
     @Test(arguments: [(40, 8, 1), (22, 8, 1), (20, 8, 65), (21, 9, 1), (1, 1 << 18, 64)])
     func hostileParametersAreRefused(logN: Int, r: Int, p: Int) throws {
+        let limits = ScryptLimits.affordable(SystemResources(cpus: 2, availableMemory: 2 << 30))
         var env = try envelope([1, 2, 3], passphrase: "k")
         env[7] = UInt8(logN)
         env.replaceSubrange(8..<12, with: withUnsafeBytes(of: UInt32(r).bigEndian, Array.init))
@@ -47,6 +50,6 @@ import QBTestSupport
         var i = sum.startIndex
         while i < sum.endIndex { let j = sum.index(i, offsetBy: 2); checksum.append(UInt8(sum[i..<j], radix: 16)!); i = j }
         env.replaceSubrange(48..<64, with: checksum)
-        #expect { try ScryptFile.decrypt(env, passphrase: Secret("k")) } throws: { ($0 as? QBError)?.kind == .limitExceeded }
+        #expect { try ScryptFile.decrypt(env, passphrase: Secret("k"), limits: limits) } throws: { ($0 as? QBError)?.kind == .limitExceeded }
     }
 }

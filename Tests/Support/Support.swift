@@ -129,6 +129,12 @@ public final class ScratchDirectory: @unchecked Sendable {
     }
 }
 
+/// Whether this test process runs under AddressSanitizer, and so the tools
+/// built with it (`swift test --sanitize=address`): ASan reserves terabytes
+/// of address space as it starts, so under an address-space limit
+/// (`prlimit --as`) such a tool dies before its first line.
+public let underAddressSanitizer: Bool = dlsym(nil, "__asan_init") != nil
+
 /// Whether a program is installed (interop tests need real tar, openssl, scrypt…).
 public func haveProgram(_ name: String) -> Bool {
     (try? run("/bin/sh", ["-c", "command -v \(name)"]).status) == 0

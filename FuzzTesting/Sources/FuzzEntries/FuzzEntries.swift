@@ -82,7 +82,10 @@ public enum FuzzEntries {
         }
         guard !macBytes.isEmpty else { return parse }
         let authentication = run { () throws(QBError) in
-            let method = try HeaderAuthentication.verify(header: headerBytes, hmacFile: macBytes, passphrase: Secret(passphrase))
+            // The fuzz limits, not what the machine has available: a fuzzed
+            // logN 22 would otherwise derive with 4 GiB on every input.
+            let method = try HeaderAuthentication.verify(header: headerBytes, hmacFile: macBytes, passphrase: Secret(passphrase),
+                                                         limits: fixtureScryptLimits)
             if let parsed { try HeaderAuthentication.checkConsistency(parsed, method: method) }
         }
         return parse == .accepted ? authentication : parse
@@ -291,9 +294,12 @@ public enum FuzzEntries {
     // MARK: - 5. scrypt envelopes
 
     /// Cheap limits, so no input can make an execution expensive: about
-    /// 132 KiB of scrypt memory, 128·r·(N + p + 2) (logN 7 with r 8, or
-    /// logN 10 with r 1, and p up to 2).
-    public static let scryptLimits = ScryptLimits(maximumMemory: 128 * ((1 << 10) + 2 + 2), maximumP: 2)
+    /// 132 KiB of scrypt memory, 128·r·(N + p + 2), and N·r·p up to 2048
+    /// (logN 7 with r 8, or logN 10 with r 1, and p up to 2).
+    public static let scryptLimits = ScryptLimits(maximumMemory: 128 * ((1 << 10) + 2 + 2), maximumWork: 2048)
+    /// The seeds' own parameters, logN 10, r 8, p 1, and no more: for the
+    /// entries that read whole backups.
+    public static let fixtureScryptLimits = ScryptLimits(maximumMemory: 128 * 8 * ((1 << 10) + 1 + 2), maximumWork: 8192)
     /// The passphrase of the seeds: the v4 header copy's `backup-header!PASS`.
     public static let scryptPassphrase = "backup-header!qubes"
 
@@ -412,7 +418,7 @@ public enum FuzzEntries {
         decompression.lzmaMemoryLimit = 64 << 20
         decompression.blockSize = blockSize
         let options = RestoreOptions(parallelism: 1, maximumChunkSize: 1 << 20,
-                                     scryptLimits: ScryptLimits(maximumMemory: 128 * 8 * ((1 << 10) + 1 + 2), maximumP: 1),
+                                     scryptLimits: fixtureScryptLimits,
                                      decompression: decompression, blockSize: blockSize)
         return run { () throws(QBError) in
             let files = try BackupRestore(source: MemorySource(data), passphrase: Secret(passphrase), options: options)

@@ -3,11 +3,15 @@
 /// before it is authenticated, so the method is found by trying.
 public enum HeaderAuthentication {
     /// Verifies the header against the bytes of `backup-header.hmac`: a scrypt
-    /// envelope (v4) or HMAC text (v2/v3) in the digests Qubes used.
-    public static func verify(header: [UInt8], hmacFile: [UInt8], passphrase: Secret) throws(QBError) -> AuthenticationMethod {
+    /// envelope (v4) or HMAC text (v2/v3) in the digests Qubes used. The
+    /// envelope's scrypt parameters are checked against `limits`; with
+    /// `slots`, its derivation takes one.
+    public static func verify(header: [UInt8], hmacFile: [UInt8], passphrase: Secret,
+                              limits: ScryptLimits = .affordable(), slots: JobSlots? = nil) throws(QBError) -> AuthenticationMethod {
         try DigestLine.checkFileSize(hmacFile, subject: "backup-header.hmac")
         if ScryptEnvelope.hasMagic(hmacFile) {
-            try ScryptEnvelope.verifyCopy(of: header, envelope: hmacFile, name: "backup-header", passphrase: passphrase)
+            try ScryptEnvelope.verifyCopy(of: header, envelope: hmacFile, name: "backup-header", passphrase: passphrase,
+                                          limits: limits, slots: slots)
             return .scrypt
         }
         let line = try DigestLine(parsing: hmacFile, subject: "backup-header.hmac")

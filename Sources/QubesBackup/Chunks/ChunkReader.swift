@@ -142,7 +142,9 @@ public enum ChunkOpener: Sendable {
     /// chunk's name; the plaintext comes out.
     case scrypt(backupID: String, passphrase: Secret, limits: ScryptLimits)
 
-    public func open(_ chunk: consuming StoredChunk) throws(QBError) -> [UInt8] {
+    /// With `slots`, the caller holds one of them for this job, and a key
+    /// derivation refused its memory may wait for fewer jobs to run.
+    public func open(_ chunk: consuming StoredChunk, slots: JobSlots? = nil) throws(QBError) -> [UInt8] {
         let name = chunk.name
         let mac = chunk.mac
         let bytes = (consume chunk).bytes ?? []
@@ -155,8 +157,23 @@ public enum ChunkOpener: Sendable {
         case .scrypt(let backupID, let passphrase, let limits):
             let key = passphrase.bound(to: [backupID, name.chunk])
             return try ScryptFile.decrypt(consume bytes, passphrase: key, limits: limits, subject: name.description,
-                                          wrongKeyHint: "wrong passphrase, or the chunk was renamed or comes from another backup")
+                                          wrongKeyHint: "wrong passphrase, or the chunk was renamed or comes from another backup", slots: slots)
         }
+    }
+}
+
+extension ChunkOpener {
+    /// The scrypt memory a chunk's derivation will take, from its envelope
+    /// header; nil for an HMAC, or when the header does not parse (opening
+    /// the chunk then says why).
+    public func scryptMemory(of chunk: StoredChunk) -> Int? {
+        guard case .scrypt(_, _, let limits) = self, let bytes = chunk.bytes else { return nil }
+        return ScryptHeader.memory(of: bytes, limits: limits)
+    }
+
+    /// What opening a chunk holds at once: its bytes and its derivation.
+    public func memory(of chunk: StoredChunk) -> Int {
+        (chunk.bytes?.count ?? 0) + (scryptMemory(of: chunk) ?? 0)
     }
 }
 

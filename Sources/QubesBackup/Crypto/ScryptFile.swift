@@ -1,19 +1,41 @@
 /// Resource limits for scrypt parameters, which are read before any
 /// authentication and are therefore attacker-controlled (FORMAT.md §6.2).
+///
+/// Qubes runs `scrypt enc` with its defaults, which choose N, and p when
+/// memory binds, from the writing machine's speed and memory: logN 20 or 21
+/// (1 or 2 GiB), p > 1 on a fast machine with little memory. So the memory
+/// limit is by default what this machine can give (`affordable`), and the
+/// work N·r·p has a fixed sanity limit that no writer's defaults reach.
 public struct ScryptLimits: Sendable, Equatable {
-    /// Largest memory a derivation may take, 128·r·(N + p + 2) bytes. Qubes'
-    /// default parameters (logN 20, r 8, p 1) need just over 1 GiB; the
-    /// default allows twice that.
+    /// Largest memory a derivation may take, 128·r·(N + p + 2) bytes.
     public var maximumMemory: Int
-    /// Largest p (parallel work factor).
-    public var maximumP: Int
+    /// Largest N·r·p, the work of one derivation.
+    public var maximumWork: Int
+    /// Set when `maximumMemory` is what the machine had available rather
+    /// than a limit the user gave: the refusal then says so.
+    public var available: SystemResources?
 
-    public init(maximumMemory: Int = 2 << 30, maximumP: Int = 64) {
+    /// 2^28: 32 times Qubes' usual logN 20, r 8, p 1 (2^23), about two
+    /// minutes of one core where that takes four seconds — `scrypt dec`'s
+    /// own default bound is 300 s. `scrypt enc` picks at most 5 s of work
+    /// on the writing machine, so only a writer 30 times faster than a
+    /// 2020s laptop core could need more; a header asking more is corrupt
+    /// or hostile.
+    public static let defaultMaximumWork = 1 << 28
+
+    public init(maximumMemory: Int, maximumWork: Int = ScryptLimits.defaultMaximumWork) {
         self.maximumMemory = maximumMemory
-        self.maximumP = maximumP
+        self.maximumWork = maximumWork
+        self.available = nil
     }
 
-    public static let `default` = ScryptLimits()
+    /// Every parameter set this machine can afford now: memory up to what
+    /// `resources` says is available, work up to the sanity limit.
+    public static func affordable(_ resources: SystemResources = .current()) -> ScryptLimits {
+        var limits = ScryptLimits(maximumMemory: resources.availableMemory)
+        limits.available = resources
+        return limits
+    }
 }
 
 /// The header of a scrypt envelope (Tarsnap's scrypt file format, FORMAT.md §6.2).
@@ -36,6 +58,12 @@ public struct ScryptHeader: Sendable {
 
     private static func blocks(logN: Int, p: Int) -> Int { (1 << logN) + p + 2 }
 
+    /// The memory an envelope's derivation will take, when its header
+    /// parses within `limits`; nil otherwise (opening it then says why).
+    public static func memory(of envelope: [UInt8], limits: ScryptLimits) -> Int? {
+        (try? ScryptHeader(parsing: envelope[...], limits: limits, subject: nil))?.memory
+    }
+
     /// Checks magic, version and checksum, then the parameters against `limits`
     /// — before any key derivation can allocate anything.
     public init(parsing bytes: ArraySlice<UInt8>, limits: ScryptLimits, subject: String?) throws(QBError) {
@@ -55,10 +83,24 @@ public struct ScryptHeader: Sendable {
         guard logN >= 1, logN <= 63, r >= 1, p >= 1, r < 1 << 30, p < 1 << 30, r * p < 1 << 30 else {
             throw QBError(.malformed, "invalid scrypt parameters logN \(logN), r \(r), p \(p)", subject: subject)
         }
-        let tooMuchMemory = logN > 40 || r > limits.maximumMemory / 128 / Self.blocks(logN: logN, p: p)
-        guard !tooMuchMemory, p <= limits.maximumP else {
-            throw QBError(.limitExceeded, "scrypt parameters logN \(logN), r \(r), p \(p) exceed the work limit", subject: subject,
-                          hint: "at most \(limits.maximumMemory) bytes and p \(limits.maximumP); raise the limit only for a backup you trust")
+        // N·r·p first: it is what bounds the time, and the memory check
+        // below would not stop a small N with a huge p.
+        let (work, overflow) = (1 << min(logN, 62)).multipliedReportingOverflow(by: r * p)
+        guard logN < 62, !overflow, work <= limits.maximumWork else {
+            throw QBError(.limitExceeded, "scrypt parameters logN \(logN), r \(r), p \(p) ask for absurd work: N·r·p over the sanity limit of \(limits.maximumWork)",
+                          subject: subject, hint: "no Qubes backup needs this much; corrupted or hostile backup")
+        }
+        let (perBlock, overflowR) = r.multipliedReportingOverflow(by: Self.blocks(logN: logN, p: p))
+        let (bytes, overflowM) = perBlock.multipliedReportingOverflow(by: 128)
+        let memory = overflowR || overflowM ? Int.max : bytes
+        guard memory <= limits.maximumMemory else {
+            let needed = "need \(ByteSize.describe(memory)) (\(memory) bytes) of memory"
+            if let available = limits.available {
+                throw QBError(.limitExceeded, "scrypt parameters logN \(logN), r \(r), p \(p) \(needed); \(available.memoryDescription)",
+                              subject: subject, hint: "free memory, or try anyway with --max-memory \(memory), e.g. with swap")
+            }
+            throw QBError(.limitExceeded, "scrypt parameters logN \(logN), r \(r), p \(p) \(needed), over the limit of \(limits.maximumMemory) bytes",
+                          subject: subject, hint: "raise --max-memory to at least \(memory), only for a backup you trust")
         }
         salt = Array(b[16..<48])
         signed = Array(b[0..<64])
@@ -66,10 +108,21 @@ public struct ScryptHeader: Sendable {
     }
 
     /// The expensive, memory-hard step; independent per envelope, so it can
-    /// run for several chunks at once.
-    public func deriveKey(passphrase: Secret) throws(QBError) -> ScryptKey {
-        let dk = try ScryptKDF.derive(passphrase: passphrase, salt: salt, logN: logN, r: r, p: p, length: 64)
-        return ScryptKey(derived: dk)
+    /// run for several chunks at once. With `slots`, a job holding one of
+    /// them, an allocation refused while other jobs run is waited out with
+    /// one job fewer (`JobSlots.giveWayAfterShortage`); refused alone, it is
+    /// an `.outOfMemory` error that says what was needed and what is left.
+    public func deriveKey(passphrase: Secret, slots: JobSlots? = nil, subject: String? = nil) throws(QBError) -> ScryptKey {
+        do throws(QBError) {
+            return try JobSlots.retryingShortage(slots) { () throws(QBError) -> ScryptKey in
+                ScryptKey(derived: try ScryptKDF.derive(passphrase: passphrase, salt: salt, logN: logN, r: r, p: p, length: 64))
+            }
+        } catch {
+            guard error.kind == .outOfMemory else { throw error }
+            throw QBError(.outOfMemory,
+                          "scrypt key derivation (logN \(logN), r \(r), p \(p)) needs \(ByteSize.describe(memory)) of memory and could not get it; \(SystemResources.current().memoryDescription)",
+                          subject: subject, hint: "not a passphrase problem: free memory, or restore on a machine with more")
+        }
     }
 }
 
@@ -108,10 +161,11 @@ public struct ScryptKey: Sendable {
 
 /// Whole-envelope decryption for small members (the v4 header copy).
 public enum ScryptFile {
-    public static func decrypt(_ envelope: consuming [UInt8], passphrase: Secret, limits: ScryptLimits = .default,
-                               subject: String? = nil, wrongKeyHint: String = QBError.wrongPassphraseOrTampered) throws(QBError) -> [UInt8] {
+    public static func decrypt(_ envelope: consuming [UInt8], passphrase: Secret, limits: ScryptLimits = .affordable(),
+                               subject: String? = nil, wrongKeyHint: String = QBError.wrongPassphraseOrTampered,
+                               slots: JobSlots? = nil) throws(QBError) -> [UInt8] {
         let header = try ScryptHeader(parsing: envelope[...], limits: limits, subject: subject)
-        let key = try header.deriveKey(passphrase: passphrase)
+        let key = try header.deriveKey(passphrase: passphrase, slots: slots, subject: subject)
         return try key.open(consume envelope, header: header, subject: subject, wrongKeyHint: wrongKeyHint)
     }
 }

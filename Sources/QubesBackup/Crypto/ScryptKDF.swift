@@ -1,4 +1,5 @@
 internal import CScryptKDF
+import Glibc
 
 /// scrypt (RFC 7914) through Tarsnap's libscrypt-kdf, the code behind the
 /// `scrypt` program: its SIMD core is about a quarter faster than OpenSSL's
@@ -19,8 +20,14 @@ enum ScryptKDF {
                 }
             }
         }
+        let code = errno
         guard status == 0 else {
-            throw QBError(.limitExceeded, "scrypt key derivation failed (logN \(logN), r \(r), p \(p)): out of memory?")
+            // libscrypt-kdf fails with ENOMEM when its posix_memalign or
+            // mmap is refused, EFBIG/EINVAL for parameters it rejects.
+            if code == ENOMEM {
+                throw QBError(.outOfMemory, "scrypt key derivation (logN \(logN), r \(r), p \(p)) could not allocate its memory")
+            }
+            throw QBError(.limitExceeded, "scrypt key derivation refused logN \(logN), r \(r), p \(p): \(String(cString: strerror(code)))")
         }
         return Secret(key)
     }

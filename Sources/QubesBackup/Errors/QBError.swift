@@ -19,6 +19,11 @@ public struct QBError: Error, Sendable, CustomStringConvertible {
         case limitExceeded
         /// The system refused an operation; the value is `errno`.
         case io(Int32)
+        /// Memory a step needs could not be had even with nothing else of
+        /// this process's running: an allocation refused (RLIMIT_AS, no
+        /// memory left to map). A kind of its own, so that it is never
+        /// taken for a wrong passphrase or for bad input.
+        case outOfMemory
         /// Bad usage detected by the library (an unknown passphrase source kind).
         case usage
         /// The crypto library (OpenSSL) refused an operation that valid input

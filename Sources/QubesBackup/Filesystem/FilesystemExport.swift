@@ -96,7 +96,7 @@ public final class FilesystemExport {
     static func isThisFilesProblem(_ error: QBError) -> Bool {
         switch error.kind {
         case .io(let code): return refusesOnlyThisFile(code)
-        case .cryptoLibrary, .cancelled, .internalError: return false
+        case .cryptoLibrary, .cancelled, .internalError, .outOfMemory: return false
         default: return true
         }
     }

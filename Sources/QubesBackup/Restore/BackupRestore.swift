@@ -1,7 +1,12 @@
 /// Tuning and limits of a restore.
 public struct RestoreOptions: Sendable {
-    /// Chunks authenticated (v4: derived and decrypted) at once.
-    public var parallelism: Int
+    /// The most chunks authenticated (v4: derived and decrypted) at once;
+    /// nil: as many as the CPUs this process may use. Fewer when memory
+    /// does not pay for that many (`JobPlan`).
+    public var parallelism: Int?
+    /// What the job plan is made from; nil: the machine, read when the
+    /// header's scrypt parameters are known.
+    public var resources: SystemResources?
     /// Largest chunk held in memory while it is authenticated.
     public var maximumChunkSize: Int
     public var scryptLimits: ScryptLimits
@@ -11,9 +16,11 @@ public struct RestoreOptions: Sendable {
     /// `decompression.blockSize`). Smaller costs more calls, not safety.
     public var blockSize: Int
 
-    public init(parallelism: Int, maximumChunkSize: Int = ChunkSizeLimit.defaultMaximum, scryptLimits: ScryptLimits = .default,
-                decompression: DecompressionOptions = DecompressionOptions(), blockSize: Int = IOBuffer.defaultCapacity) {
+    public init(parallelism: Int?, maximumChunkSize: Int = ChunkSizeLimit.defaultMaximum, scryptLimits: ScryptLimits = .affordable(),
+                decompression: DecompressionOptions = DecompressionOptions(), blockSize: Int = IOBuffer.defaultCapacity,
+                resources: SystemResources? = nil) {
         self.parallelism = parallelism
+        self.resources = resources
         self.maximumChunkSize = maximumChunkSize
         self.scryptLimits = scryptLimits
         self.decompression = decompression
@@ -29,6 +36,17 @@ public protocol RestoreObserver: AnyObject {
     func fileFinished(_ file: String)
     /// Something was not restored, or the backup is unusual but acceptable.
     func warning(_ text: String)
+    /// How many chunks will be worked on at once, and why; told once, when
+    /// the header's authentication (v4: its scrypt parameters) is known.
+    func jobsPlanned(_ plan: JobPlan)
+    /// An allocation was refused while several jobs ran: `jobs` at once
+    /// from now on.
+    func jobsLowered(to jobs: Int)
+}
+
+extension RestoreObserver {
+    public func jobsPlanned(_ plan: JobPlan) {}
+    public func jobsLowered(to jobs: Int) {}
 }
 
 /// One backup, read in one pass from the start of its outer stream, in
@@ -64,14 +82,25 @@ public struct BackupRestore: ~Copyable {
         let context = self.context
         let headerBytes = try context.readSmallMember(named: "backup-header", limit: BackupHeader.maximumSize)
         let macBytes = try context.readSmallMember(named: "backup-header.hmac", limit: DigestLine.maximumFileSize)
+        let options = context.options
+        // The header's envelope carries the scrypt parameters Qubes used for
+        // every chunk: the first moment the memory per job is known. Not yet
+        // authenticated, but checked against the same limits as any chunk's.
+        let isEnvelope = ScryptEnvelope.hasMagic(macBytes)
+        let scryptMemory = isEnvelope ? ScryptHeader.memory(of: macBytes, limits: options.scryptLimits) : nil
+        let plan = JobPlan(maximum: options.parallelism, resources: options.resources ?? .current(),
+                           memoryPerJob: JobPlan.memoryPerJob(scryptMemory: scryptMemory, maximumChunkSize: options.maximumChunkSize))
+        context.observer?.jobsPlanned(plan)
+        let slots = JobSlots(plan: plan)
         var early: ReadAhead?
-        if ScryptEnvelope.hasMagic(macBytes), context.options.parallelism > 1 {
-            early = ReadAhead(context: context, headerBytes: headerBytes)
+        if isEnvelope, plan.jobs > 1 {
+            early = ReadAhead(context: context, headerBytes: headerBytes, slots: slots)
         }
         let method: AuthenticationMethod
         let header: BackupHeader
         do throws(QBError) {
-            method = try HeaderAuthentication.verify(header: headerBytes, hmacFile: macBytes, passphrase: context.passphrase)
+            method = try HeaderAuthentication.verify(header: headerBytes, hmacFile: macBytes, passphrase: context.passphrase,
+                                                     limits: options.scryptLimits, slots: slots)
             header = try BackupHeader(parsing: headerBytes)
             try HeaderAuthentication.checkConsistency(header, method: method)
         } catch {
@@ -92,7 +121,8 @@ public struct BackupRestore: ~Copyable {
         }
         let ahead = early ?? ReadAhead(chunks: ChunkReader(reader: context.reader, layout: header.version == 4 ? .envelopes : .hmacPairs,
                                                           maximumChunkSize: context.options.maximumChunkSize))
-        return AuthenticatedHeader(read: HeaderRead(header: header, authentication: method), context: context, opener: opener, ahead: ahead)
+        return AuthenticatedHeader(read: HeaderRead(header: header, authentication: method), context: context, opener: opener,
+                                   slots: slots, ahead: ahead)
     }
 }
 
@@ -103,6 +133,7 @@ public struct AuthenticatedHeader: ~Copyable {
     public var authentication: AuthenticationMethod { read.authentication }
     fileprivate let context: RestoreContext
     fileprivate let opener: ChunkOpener
+    fileprivate let slots: JobSlots
     fileprivate var ahead: ReadAhead
 
     /// Authenticates and reads `qubes.xml`, which follows the header, and
@@ -115,7 +146,7 @@ public struct AuthenticatedHeader: ~Copyable {
             ahead.discardGuess()
             context.observer?.warning("no qubes.xml after the header: VMs are known only by their backup directory (vm3, …)")
             return BackupFiles(headerRead: read, list: VMListRead(vms: nil, qubesXMLChunks: 0),
-                               context: context, opener: opener, chunks: ahead.chunks)
+                               context: context, opener: opener, slots: slots, chunks: ahead.chunks)
         }
         let pipeline = try FilePipeline(file: "qubes.xml", header: header, passphrase: context.passphrase,
                                         decompression: context.options.decompression, blockSize: context.options.blockSize,
@@ -126,7 +157,7 @@ public struct AuthenticatedHeader: ~Copyable {
         do throws(QBError) {
             while try ahead.nextName()?.file == "qubes.xml" {
                 chunkCount += 1
-                try pipeline.deliver(try ahead.open(try ahead.take(), with: opener))
+                try pipeline.deliver(try ahead.open(try ahead.take(), with: opener, slots: slots))
             }
         } catch {
             throw pipeline.fail(error)
@@ -134,7 +165,7 @@ public struct AuthenticatedHeader: ~Copyable {
         ahead.discardGuess()
         let xml = try pipeline.finish().captured
         return BackupFiles(headerRead: read, list: VMListRead(vms: try QubesXML.parseVMs(xml), qubesXMLChunks: chunkCount),
-                           context: context, opener: opener, chunks: ahead.chunks)
+                           context: context, opener: opener, slots: slots, chunks: ahead.chunks)
     }
 }
 
@@ -149,6 +180,7 @@ public struct BackupFiles: ~Copyable {
     public var qubesXMLChunks: Int { list.qubesXMLChunks }
     fileprivate let context: RestoreContext
     fileprivate let opener: ChunkOpener
+    fileprivate let slots: JobSlots
     /// Its next name may already be read (the end of qubes.xml was found
     /// by it); the chunk's data is not.
     fileprivate let chunks: ChunkReader
@@ -159,7 +191,8 @@ public struct BackupFiles: ~Copyable {
     public consuming func process(route: (String) throws(QBError) -> BackupRestore.Route) throws(QBError) -> [(file: String, chunks: Int)] {
         let context = self.context, chunks = self.chunks, opener = self.opener, header = self.headerRead.header
         let options = context.options
-        let jobs = InOrderJobs(parallelism: options.parallelism)
+        let observer = context.observer
+        let jobs = InOrderJobs(slots: slots, limitLowered: { observer?.jobsLowered(to: $0) })
         var files: [(file: String, chunks: Int)] = []
         var current: FilePipeline?
         var routes: [String: BackupRestore.Route] = [:]
@@ -169,7 +202,6 @@ public struct BackupFiles: ~Copyable {
             routes[file] = decided
             return decided
         }
-        let observer = context.observer
 
         func close(_ pipeline: FilePipeline) {
             jobs.then { () throws(QBError) in
@@ -202,8 +234,9 @@ public struct BackupFiles: ~Copyable {
                     // Handed over, not copied: a second reference to the
                     // chunk's bytes would make a v4 chunk's in-place
                     // decryption copy them.
+                    let memory = opener.memory(of: chunk)
                     let handoff = ChunkHandoff(consume chunk)
-                    try jobs.submit({ () throws(QBError) -> [UInt8] in try opener.open(handoff.take()) },
+                    try jobs.submit(memory: memory, { (slots) throws(QBError) -> [UInt8] in try opener.open(handoff.take(), slots: slots) },
                                     deliver: { (bytes: consuming [UInt8]) throws(QBError) in
                                         try pipeline.deliver(bytes)
                                         chunks.recycle(bytes)
@@ -295,8 +328,9 @@ private struct ReadAhead {
 
     init(chunks: ChunkReader) { self.chunks = chunks }
 
-    /// Reads the first chunk now and starts opening it when it is qubes.xml's.
-    init(context: RestoreContext, headerBytes: [UInt8]) {
+    /// Reads the first chunk now and starts opening it, in a slot of its
+    /// own, when it is qubes.xml's.
+    init(context: RestoreContext, headerBytes: [UInt8], slots: JobSlots) {
         chunks = ChunkReader(reader: context.reader, layout: .envelopes, maximumChunkSize: context.options.maximumChunkSize)
         guard let backupID = BackupHeader.claimedBackupID(in: headerBytes) else { return }
         let chunks = self.chunks
@@ -310,7 +344,10 @@ private struct ReadAhead {
         }
         early = chunk
         let opener = ChunkOpener.scrypt(backupID: backupID, passphrase: context.passphrase, limits: context.options.scryptLimits)
-        if let thread = try? WorkerThread({ () throws(QBError) -> [UInt8] in try opener.open(chunk) }) {
+        let memory = opener.memory(of: chunk)
+        if let thread = try? WorkerThread({ () throws(QBError) -> [UInt8] in
+            try slots.withSlot(bytes: memory) { () throws(QBError) -> [UInt8] in try opener.open(chunk, slots: slots) }
+        }) {
             guess = (backupID, thread)
         }
     }
@@ -329,12 +366,12 @@ private struct ReadAhead {
     }
 
     /// Opens a chunk, with the key derived ahead when there is one.
-    mutating func open(_ chunk: StoredChunk, with opener: ChunkOpener) throws(QBError) -> [UInt8] {
+    mutating func open(_ chunk: StoredChunk, with opener: ChunkOpener, slots: JobSlots) throws(QBError) -> [UInt8] {
         if let guess, chunk.name.file == "qubes.xml", chunk.name.index == 0 {
             self.guess = nil
             return try guess.opened.join().get()
         }
-        return try opener.open(chunk)
+        return try slots.withSlot(bytes: opener.memory(of: chunk)) { () throws(QBError) -> [UInt8] in try opener.open(chunk, slots: slots) }
     }
 
     /// Waits for a guess no longer wanted (its thread may be inside OpenSSL)
