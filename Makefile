@@ -5,13 +5,13 @@
 #                FUZZ_RUNS=10000000 to stop each sooner after that many
 #                executions, FUZZ_TARGETS="FuzzTar FuzzHeader" to choose);
 #                fails on a crash
-#   make check-release   the restore, qb-fs, truncation and fuzz-regression
-#                suites (RELEASE_SUITES) against the release build of the
-#                tools, the one users run, and optimised in process
+#   make check-release   the restore, qb-fs and truncation suites
+#                (RELEASE_SUITES) against the release build of the tools,
+#                the one users run
 #   make check-sanitize   every test again under each of $(SANITIZERS)
 #                (default address; SANITIZERS="address thread"), each kind
 #                in its own build directory .build/sanitize-KIND; then the
-#                release suites but the in-process truncation sweep
+#                release suites and the fuzz regression inputs
 #                (RELEASE_SANITIZE_SUITES) built with -c release under ASan
 #   make bench   compare speed and memory with the manual procedure
 #                (QB_BENCH_IMAGE_MB=2048 image size; see bench/restore.sh),
@@ -92,20 +92,22 @@ check: deps build test lint-man
 
 # What runs optimised. Users run release builds and the suites above debug
 # builds; a use-after-free once lived only in -c release (69016dd). These
-# suites run again with -c release: every fixture restored and refused
-# (RestoreToolTests, with V2RestoreTests and RefusedPipelineTests), qb-fs
-# on every image kind (FilesystemToolTests), the truncation sweeps in
-# process and through the tools, every fuzz regression input and seed, and
-# the small tools' pipelines killed or fed tampered chunks
-# (RestorePipelineTests, FailurePropagationTests). The other suites check
-# parsing, options and messages, and would cost about as much again.
-RELEASE_SUITES ?= RestoreToolTests|FilesystemToolTests|TruncationSweepTests|TruncationCLITests|FuzzRegressionTests|RestorePipelineTests|FailurePropagationTests
-# Under AddressSanitizer as well, all but TruncationSweepTests: in process,
-# every boundary of every fixture, it is the dearest suite under ASan (149 s
-# of the corpus's 417 s, one suite at a time on a busy 2-core machine) and
-# runs under ASan in the debug pass and optimised in check-release; the
-# tools' own sweep, TruncationCLITests, stays.
-RELEASE_SANITIZE_SUITES ?= RestoreToolTests|FilesystemToolTests|TruncationCLITests|FuzzRegressionTests|RestorePipelineTests|FailurePropagationTests
+# suites run again against the release build of the tools: every fixture
+# restored and refused (RestoreToolTests, with V2RestoreTests and
+# RefusedPipelineTests), qb-fs on every image kind (FilesystemToolTests),
+# the truncation sweep through the tools, the small tools' pipelines
+# killed or fed tampered chunks (RestorePipelineTests,
+# FailurePropagationTests). The other suites check parsing, options and
+# messages, and would cost about as much again.
+RELEASE_SUITES ?= RestoreToolTests|FilesystemToolTests|TruncationCLITests|RestorePipelineTests|FailurePropagationTests
+# Built with -c release under AddressSanitizer, the same suites and the
+# library's own fuzz regression inputs and seeds, in process (which is
+# where they run optimised). The in-process truncation sweep is left to
+# the debug passes: every boundary of every fixture, it is the dearest
+# suite under ASan (149 s of the corpus's 417 s, one suite at a time on a
+# busy 2-core machine), and the tools' own sweep, TruncationCLITests, is
+# here.
+RELEASE_SANITIZE_SUITES ?= $(RELEASE_SUITES)|FuzzRegressionTests
 
 # --filter takes any pattern: a suite renamed away would silently leave it.
 release-suites-exist:
@@ -114,17 +116,16 @@ release-suites-exist:
 	done
 
 # The tools are built as `make` and `make install` build them (swift build
-# -c release, .build/release), and the tests run them through
-# QB_TEST_BINARIES (Tests/Support). The tests are built by swift test -c
-# release in a scratch directory of their own: it compiles every module,
-# its own copies of the tools too, with -enable-testing for @testable
-# import, which keeps internal symbols and so changes what the optimiser
-# may do; the shipped tools are built without it. The library's suites
-# among RELEASE_SUITES run optimised in process.
+# -c release, .build/release, without -enable-testing), and the tool-level
+# suites, built as `make check` builds them (debug: after make check,
+# nothing is compiled again), run them through QB_TEST_BINARIES
+# (Tests/Support). A release build of the tests themselves would compile
+# every module again, with -enable-testing, which is not what ships; the
+# library runs optimised in process under check-sanitize's release pass.
 check-release: deps release-suites-exist
 	$(SWIFT) build -c release
 	QB_TEST_BINARIES="$$($(SWIFT) build -c release --show-bin-path)" \
-	  $(SWIFT) test -c release --scratch-path .build/release-tests --filter '$(RELEASE_SUITES)'
+	  $(SWIFT) test --filter '$(RELEASE_SUITES)'
 
 # The whole test suite built with a sanitizer, one kind at a time, each in
 # its own scratch directory so the normal build is left alone. The CLI tests

@@ -15,8 +15,7 @@ public enum Repo {
     /// `QB_TEST_BINARIES=DIR` runs the tool-level tests against other builds
     /// of the same tools: `make check-release` points it at the release
     /// build (`swift build -c release`), which users run, while the test
-    /// bundle itself is built as `swift test -c release` builds it (with
-    /// `-enable-testing`, which the shipped tools are not). DIR must hold
+    /// bundle itself is the debug one `make check` built. DIR must hold
     /// every `qb-*` tool and `qb`; a relative DIR is taken from the current
     /// directory. A DIR without them stops the run instead of testing
     /// something else.
