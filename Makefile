@@ -16,7 +16,9 @@
 #   make bench   compare speed and memory with the manual procedure
 #                (QB_BENCH_IMAGE_MB=2048 image size; see bench/restore.sh),
 #                and bytes read restoring one VM from a file and a pipe
-#                (bench/select.sh)
+#                (bench/select.sh), qb-fs against debugfs (bench/fs.sh), a
+#                VM's files straight from a backup (bench/files.sh: 8 GiB,
+#                100,000 files; about 20 min)
 #   make fs-soak random ext2/3/4 images (crashed journals, uncommon layouts)
 #                made by e2fsprogs, checked against qb-fs for SECONDS=600;
 #                prints each failing seed and how to reproduce it
@@ -97,9 +99,10 @@ check: deps build test lint-man
 # RefusedPipelineTests), qb-fs on every image kind (FilesystemToolTests),
 # the truncation sweep through the tools, the small tools' pipelines
 # killed or fed tampered chunks (RestorePipelineTests,
-# FailurePropagationTests). The other suites check parsing, options and
+# FailurePropagationTests), a VM's files straight from the backup
+# (RestorePassingTests). The other suites check parsing, options and
 # messages, and would cost about as much again.
-RELEASE_SUITES ?= RestoreToolTests|FilesystemToolTests|TruncationCLITests|RestorePipelineTests|FailurePropagationTests
+RELEASE_SUITES ?= RestoreToolTests|FilesystemToolTests|TruncationCLITests|RestorePipelineTests|FailurePropagationTests|RestorePassingTests
 # Built with -c release under AddressSanitizer, the same suites and the
 # library's own fuzz regression inputs and seeds, in process (which is
 # where they run optimised). The in-process truncation sweep is left to
@@ -159,6 +162,7 @@ bench: deps
 	@PATH="$$($(SWIFT) build -c release --show-bin-path):$$PATH" ./bench/restore.sh
 	@PATH="$$($(SWIFT) build -c release --show-bin-path):$$PATH" ./bench/select.sh
 	@PATH="$$($(SWIFT) build -c release --show-bin-path):$$PATH" ./bench/fs.sh
+	@PATH="$$($(SWIFT) build -c release --show-bin-path):$$PATH" ./bench/files.sh
 
 # libFuzzer targets live in a package of their own (FuzzTesting/, which
 # depends on this one by path) so that no other build sees fuzzing flags.

@@ -25,6 +25,11 @@ struct QBRestore: QBCommand {
         written under a temporary name and renamed when complete, so a failed \
         restore never leaves a file that looks whole.
 
+        --list-files lists a VM's files, and --files --path extracts some of \
+        them, straight from the backup: the volume is read as it passes and \
+        never written. What passed before anything pointed at it, and the \
+        files' data, take another pass over the backup file (-v counts them).
+
         It is built from the same library stages as qb-untar, qb-hmac, \
         qb-decrypt and qb-decompress; --explain prints the pipelines of those \
         tools that do the same job, and runs nothing.
@@ -37,6 +42,9 @@ struct QBRestore: QBCommand {
           qb-restore --verify-only --passphrase env:P backup.qubes
           qb-restore --explain --passphrase env:P backup.qubes work > restore-work.sh
           qb-restore --files -C restored --passphrase env:P backup.qubes work
+          qb-restore --list-files -v --passphrase env:P backup.qubes work
+          qb-restore --files --path /home/user/Documents -C restored \\
+            --passphrase env:P backup.qubes work
         """,
         version: qbVersion)
 
@@ -57,6 +65,15 @@ struct QBRestore: QBCommand {
 
     @Flag(help: "With --files: remove private.img once all its files were extracted without a problem.")
     var filesOnly = false
+
+    @Flag(help: "List the files of the VM's private volume (as qb-fs -t; with -v, -tv) straight from the backup, writing nothing: not even the image.")
+    var listFiles = false
+
+    @Option(name: .customLong("path"), help: ArgumentHelp("With --files or --list-files: only this file or directory tree of the private volume (repeatable). With --files, the files come straight from the backup: the image is never written.", valueName: "path"))
+    var paths: [String] = []
+
+    @Option(help: ArgumentHelp("With --list-files or --files --path: the VM's volume to read, private or root (a template's or StandaloneVM's root.img, a GPT disk).", valueName: "name"))
+    var volume = "private"
 
     @Flag(help: "With --list: JSON output.")
     var json = false
@@ -98,6 +115,16 @@ struct QBRestore: QBCommand {
         if list && (!vms.isEmpty || dom0Home) { throw ValidationError("--list takes no VM names and no --dom0-home") }
         if filesOnly && !files { throw ValidationError("--files-only goes with --files") }
         if files && (list || verifyOnly) { throw ValidationError("--files restores files: not with --list or --verify-only") }
+        if listFiles && (files || list || verifyOnly || explain || dom0Home) {
+            throw ValidationError("--list-files lists one VM's files: not with --files, --list, --verify-only, --explain or --dom0-home")
+        }
+        if listFiles && vms.count != 1 { throw ValidationError("--list-files takes the name of one VM") }
+        if !paths.isEmpty && !(files || listFiles) { throw ValidationError("--path goes with --files or --list-files") }
+        guard ["private", "root"].contains(volume) else { throw ValidationError("--volume is private or root") }
+        if volume != "private" && !(listFiles || !paths.isEmpty) { throw ValidationError("--volume goes with --list-files or --files --path") }
+        if !paths.isEmpty && (filesOnly || explain) {
+            throw ValidationError("--files --path writes no image: not with --files-only or --explain")
+        }
     }
 
     func run() throws {
@@ -105,11 +132,18 @@ struct QBRestore: QBCommand {
         if input.rawValue == 0 && input.isTerminal {
             throw QBError(.usage, "the backup would be read from a terminal", hint: "give a file, or pipe the backup in")
         }
+        if files && !paths.isEmpty && input.regularFileSize == nil {
+            throw QBError(.usage, "--files --path reads the backup twice or more (the files' data is written in a pass of its own), and a pipe can be read only once",
+                          subject: backup == "-" ? "standard input" : backup, hint: "give the backup as a file, or restore the image with --files")
+        }
         let secret = try passphrase.read()
         let meter = noProgress || list || explain ? nil : ProgressMeter(total: input.regularFileSize)
         defer { meter?.end() }
         let report = Report(meter: meter, verbose: verbose)
-        let options = RestoreOptions(parallelism: jobs.value, maximumChunkSize: maxSize.value, scryptLimits: maxMemory.limits)
+        var options = RestoreOptions(parallelism: jobs.value, maximumChunkSize: maxSize.value, scryptLimits: maxMemory.limits)
+        // A volume read without writing it may be read again: each v4
+        // chunk's key is derived once in all.
+        if listFiles || !paths.isEmpty { options.chunkKeys = ScryptKeyCache() }
         let authenticated = try BackupRestore(source: MeteredSource(input, meter: meter), passphrase: secret,
                                               options: options, observer: report).readHeader()
         let header = authenticated.header
@@ -125,6 +159,9 @@ struct QBRestore: QBCommand {
         }
         let selection = try vmList.map { (list) throws(QBError) in try RestoreSelection(vms: list, names: vms, dom0Home: dom0Home) }
             ?? RestoreSelection(directoryNames: vms, dom0Home: dom0Home)
+        if listFiles || !paths.isEmpty {
+            return try readPassing(backupFiles, selection: selection, input: input, meter: meter, keys: options.chunkKeys)
+        }
 
         if explain {
             let authentication = backupFiles.authentication, qubesXMLChunks = backupFiles.qubesXMLChunks
@@ -141,29 +178,14 @@ struct QBRestore: QBCommand {
             // As `unzip -d` and `restic restore --target` do; the VMs'
             // own directories below it must still be new.
             try TargetDirectory.create(directory)
-            for destination in selection.selected { try makeDirectory(destination.directoryName) }
+            try RestoreRun.prepare(selection, in: directory)
         }
-        var created = Set(selection.selected.map(\.directoryName))
         var limits = TarLimits.default
         limits.maxSparseEntries = maxSparseEntries.value
-        var unclaimed: [String] = []
-        let restored: [(file: String, chunks: Int)]
+        let outcome: RestoreRun.Outcome
         do {
-            restored = try backupFiles.process { (file) throws(QBError) -> BackupRestore.Route in
-                let vm = selection.owner(of: file)
-                if vm == nil { unclaimed.append(file) }
-                if verifyOnly {
-                    return .stream(InnerArchiveTarget(directory: nil, relocation: try MemberRelocation(within: file, stripComponents: 0), limits: limits))
-                }
-                guard let destination = selection.destination(of: file) else { return .skip }
-                if !created.contains(destination.directoryName) {
-                    try makeDirectory(destination.directoryName)
-                    created.insert(destination.directoryName)
-                }
-                return .stream(InnerArchiveTarget(
-                    directory: path(destination.directoryName),
-                    relocation: try MemberRelocation(within: file, stripComponents: destination.stripComponents), limits: limits))
-            }
+            outcome = try RestoreRun.run(backupFiles, selection: selection, mode: verifyOnly ? .verify : .restore(directory: directory),
+                                         limits: limits, dom0Home: dom0Home, subject: backup == "-" ? "standard input" : backup)
         } catch {
             // The VMs whose images came out whole before the failure still
             // get their files read.
@@ -172,40 +194,18 @@ struct QBRestore: QBCommand {
             throw error
         }
         meter?.end()
-        for file in unclaimed { Diagnostics.warning("\(file): belongs to no VM listed in qubes.xml; not restored") }
-        // Nothing in the format counts the files that follow the header
-        // (qubes-backup(5)): a backup cut between two files is a whole,
-        // authenticated backup of fewer files. Without qubes.xml, a VM
-        // directory asked for by name and absent is refused here; with it,
-        // BackupCompleteness below says what each VM must bring. dom0's home
-        // not listed in qubes.xml is only warned about.
-        let missing = selection.missing(among: restored.map(\.file))
-        for name in missing where name == "dom0" { Diagnostics.warning("--dom0-home: the backup holds no dom0 home") }
-        if selection.byDirectory, let name = missing.first(where: { $0 != "dom0" }) {
-            throw QBError(.truncated, "no files in the backup", subject: name, hint: "no such VM directory in the backup")
-        }
-        // A cut inside a VM's files, or before dom0's home, leaves no broken
-        // chunk: what qubes.xml says each VM brings is what tells.
-        var incomplete: [String] = []
-        if let vmList {
-            let checked = verifyOnly ? vmList : selection.selected.map(\.vm)
-            incomplete = BackupCompleteness.missing(vms: checked, files: restored.map(\.file))
-            if (verifyOnly || dom0Home) && BackupCompleteness.lacksDom0Home(vms: vmList, files: restored.map(\.file)) {
-                incomplete.append("truncated backup: qubes.xml says dom0's home was backed up, but no dom0-home/ file came")
-            }
-        }
-        for line in incomplete { Diagnostics.error(line) }
-        if restored.isEmpty {
-            throw QBError(.truncated, "no files after the header and qubes.xml", subject: backup == "-" ? "standard input" : backup,
-                          hint: "the backup is truncated")
-        }
-        if verifyOnly && incomplete.isEmpty {
-            try Output.line("\(backup == "-" ? "standard input" : backup): OK (\(restored.count) files authenticated and read to their end)")
+        for file in outcome.unclaimed { Diagnostics.warning("\(file): belongs to no VM listed in qubes.xml; not restored") }
+        if outcome.noDom0Home { Diagnostics.warning("--dom0-home: the backup holds no dom0 home") }
+        try outcome.checkAskedFor()
+        for line in outcome.incomplete { Diagnostics.error(line) }
+        try outcome.checkNotEmpty()
+        if verifyOnly && outcome.incomplete.isEmpty {
+            try Output.line("\(backup == "-" ? "standard input" : backup): OK (\(outcome.files.count) files authenticated and read to their end)")
         }
         if files && extractFiles(selection: selection, finished: report.finished) > 0 {
             throw ExitWith(.badInput)
         }
-        if !incomplete.isEmpty { throw ExitWith(.badInput) }
+        if !outcome.incomplete.isEmpty { throw ExitWith(.badInput) }
     }
 
     /// Step 8 for every selected VM whose private.img was restored whole:
@@ -242,20 +242,7 @@ struct QBRestore: QBCommand {
         return problems
     }
 
-    func path(_ name: String) -> String { directory.hasSuffix("/") ? directory + name : directory + "/" + name }
-
-    /// A VM's directory must be new: restoring over an older restore would mix
-    /// files of two backups.
-    func makeDirectory(_ name: String) throws(QBError) {
-        let target = path(name)
-        if mkdir(target, 0o700) != 0 {
-            let code = errno
-            if code == EEXIST {
-                throw QBError(.usage, "already exists", subject: target, hint: "restore into another directory with -C, or move it away")
-            }
-            throw QBError(.io(code), "cannot create directory: \(String(cString: strerror(code)))", subject: target)
-        }
-    }
+    func path(_ name: String) -> String { RestoreRun.path(name, in: directory) }
 }
 
 /// Progress label and --verbose lines.

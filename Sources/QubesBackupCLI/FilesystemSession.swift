@@ -6,9 +6,6 @@ import QubesBackup
 /// printed as one line each.
 public final class FilesystemSession {
     public let image: String
-    public let file: ImageFile
-    public let table: PartitionTable
-    public let location: FilesystemLocation
     public let filesystem: Ext4Filesystem
     /// Problems printed so far: damaged files and filesystem-wide ones.
     public private(set) var problemCount = 0
@@ -23,17 +20,30 @@ public final class FilesystemSession {
                 quiet: Bool = false) throws(QBError) {
         self.image = image
         self.prefix = prefix
-        file = try ImageFile(path: image)
-        table = try PartitionTable.read(from: file)
+        let file = try ImageFile(path: image)
+        let table = try PartitionTable.read(from: file)
         for warning in table.warnings { Diagnostics.warning("\(image): \(warning)") }
-        location = try FilesystemLocator.locate(in: file, table: table, partition: partition)
-        filesystem = try Ext4Filesystem(window: location.window,
-                                        options: .init(replayJournal: replayJournal, walkMemoryBytes: walkMemoryBytes,
-                                                       budgetHint: "qb-fs --max-memory raises it"))
+        let location = try FilesystemLocator.locate(in: file, table: table, partition: partition)
+        filesystem = try Ext4Filesystem(window: location.window, options: Self.options(replayJournal: replayJournal, walkMemoryBytes: walkMemoryBytes))
         if quiet { return }
         if !replayJournal && filesystem.superblock.features.incompatible.contains(.needsRecovery) {
             Diagnostics.warning("\(image): the journal needs recovery and was not replayed (--no-journal): the last changes before the VM stopped may be missing")
         }
+        tellFilesystemProblems()
+    }
+
+    /// The reader's options as every tool sets them.
+    public static func options(replayJournal: Bool = true,
+                               walkMemoryBytes: Int = Ext4Filesystem.Options.defaultWalkMemoryBytes) -> Ext4Filesystem.Options {
+        .init(replayJournal: replayJournal, walkMemoryBytes: walkMemoryBytes, budgetHint: "qb-fs --max-memory raises it")
+    }
+
+    /// A filesystem opened elsewhere (read as it passes in a backup), named
+    /// `image` in messages.
+    public init(filesystem: Ext4Filesystem, image: String, prefix: String = "") {
+        self.image = image
+        self.prefix = prefix
+        self.filesystem = filesystem
         tellFilesystemProblems()
     }
 

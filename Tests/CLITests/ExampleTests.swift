@@ -91,24 +91,33 @@ import QBTestSupport
     /// The fenced code block of README.md that contains `marker`, minus the
     /// line that reads the passphrase from the terminal (P comes from the
     /// environment instead).
-    static func script(containing marker: String) throws -> String {
+    static func script(containing marker: String, readsPassphrase: Bool = true) throws -> String {
         let text = try String(contentsOf: Repo.root.appendingPathComponent("README.md"), encoding: .utf8)
         let blocks = ExampleText.markdownBlocks(text, fencedOnly: true).filter { $0.contains(marker) }
         try #require(blocks.count == 1, "README.md: \(blocks.count) code blocks contain \(marker)")
         let lines = blocks[0].split(separator: "\n", omittingEmptySubsequences: false)
         let kept = lines.filter { !$0.hasPrefix("read -rs P") }
-        try #require(kept.count == lines.count - 1, "README.md: the block with \(marker) no longer reads P with read -rs P")
+        if readsPassphrase {
+            try #require(kept.count == lines.count - 1, "README.md: the block with \(marker) no longer reads P with read -rs P")
+        }
         return kept.joined(separator: "\n")
     }
 
-    /// Runs `script` in a scratch directory where backup.qubes is `fixture`,
-    /// and checks the restored restored/work/private.img.
-    func restore(_ fixture: String, with script: String) throws {
+    /// Runs `script` with bash in a scratch directory where backup.qubes is
+    /// `fixture`; P is the fixture's passphrase.
+    func runScript(_ script: String, on fixture: String) throws -> (RunResult, ScratchDirectory) {
         let dir = try ScratchDirectory()
         try FileManager.default.createSymbolicLink(at: dir.file("backup.qubes"), withDestinationURL: Repo.fixture(fixture))
         let path = Repo.binaries.path + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
         let result = try run("/bin/bash", ["-euo", "pipefail", "-c", script],
                              environment: ["P": "qubes", "PATH": path], directory: dir.url)
+        return (result, dir)
+    }
+
+    /// Runs `script` in a scratch directory where backup.qubes is `fixture`,
+    /// and checks the restored restored/work/private.img.
+    func restore(_ fixture: String, with script: String) throws {
+        let (result, dir) = try runScript(script, on: fixture)
         #expect(result.status == 0, "\(fixture): \(result.stderr)")
         // qb-header --vms listed the VMs, work among them.
         #expect(result.stdoutText.contains("work"), "\(fixture): \(result.stdoutText)")
@@ -123,6 +132,29 @@ import QBTestSupport
 
     @Test func version4WorkedExample() throws {
         try restore("v4-gzip.qubes", with: Self.script(containing: "qb-decrypt --chunks"))
+    }
+
+    /// The README's files straight from the backup, on a backup whose VM
+    /// "work" has a real ext4 private volume: the listing names the file,
+    /// the directory comes out as qb-fs extracts it from the restored
+    /// image, and no image is written.
+    @Test func filesStraightFromTheBackup() throws {
+        let script = try Self.script(containing: "qb-restore --list-files", readsPassphrase: false)
+        let (result, dir) = try runScript(script, on: "v4-fs-gzip.qubes")
+        #expect(result.status == 0, "\(result.stderr)")
+        let lines = result.stdoutText.split(separator: "\n")
+        // qb-fs -tv's line of the file, then ls's names.
+        #expect(lines.contains { $0.hasPrefix("hrw-r--r-- 1000/1000") && $0.contains(" home/user/Documents/notes.txt ") }, "\(result.stdoutText)")
+        #expect(lines.contains("notes.txt") && lines.contains("projects"), "ls: \(result.stdoutText)")
+        let imageRoute = try ScratchDirectory()
+        let restored = try run("qb-restore", ["--passphrase", "pass:qubes", "-C", imageRoute.url.path, Repo.fixture("v4-fs-gzip.qubes").path, "work"])
+        #expect(restored.status == 0, "\(restored.stderr)")
+        let extracted = try run("qb-fs", ["-x", "-C", imageRoute.file("qbfs").path, imageRoute.file("work/private.img").path, "/home/user/Documents"])
+        #expect(extracted.status == 0, "\(extracted.stderr)")
+        let compared = try run("python3", [FilesystemToolTests.scripts.appendingPathComponent("compare-tree.py").path, "--no-special", "--skip-root",
+                                           imageRoute.file("qbfs").path, dir.file("restored/work/files").path])
+        #expect(compared.status == 0, "\(compared.stdoutText)\(compared.stderr)\(result.stderr)")
+        #expect(!dir.listing().contains { $0.hasSuffix(".img") }, "\(dir.listing())")
     }
 }
 

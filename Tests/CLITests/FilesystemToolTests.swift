@@ -27,7 +27,7 @@ import QBTestSupport
 
     static let cleanKinds = ["ext2", "ext3", "ext4", "ext4-1k", "ext4-64k", "ext4-no64", "ext4-inline", "ext4-seed",
                              "ext4-htree", "ext4-128", "ext4-casefold", "ext4-bigalloc", "ext4-bigalloc-1k", "ext4-meta-bg",
-                             "ext3-no-filetype", "ext4-huge-dir", "gpt", "mbr"]
+                             "ext3-no-filetype", "ext4-huge-dir", "dir-before-inode", "gpt", "mbr"]
     static let specialKinds = ["unwritten", "dirty-journal", "cycle", "corrupt-inode", "huge-size", "journal-root",
                                "journal-resize", "external-journal", "long-symlink", "shared-blocks", "links-count-1",
                                "blockmap-bomb"]

@@ -28,6 +28,9 @@ public final class ChunkReader {
         self.maximumChunkSize = maximumChunkSize
     }
 
+    /// Where the chunk member `nextName()` named starts in the input.
+    public var memberOffset: Int64 { reader.memberOffset }
+
     /// The chunk member whose header `nextName()` read and whose data is
     /// still unread.
     private var pending: (entry: TarEntry, name: ChunkName)?
@@ -139,8 +142,10 @@ public enum ChunkOpener: Sendable {
     /// unchanged. A nil digest tries the digests Qubes used.
     case hmac(digest: DigestAlgorithm?, passphrase: Secret)
     /// v4: a scrypt envelope whose passphrase binds the backup-id and the
-    /// chunk's name; the plaintext comes out.
-    case scrypt(backupID: String, passphrase: Secret, limits: ScryptLimits)
+    /// chunk's name; the plaintext comes out. With `keys`, a key that
+    /// opened a chunk is kept, and the same chunk read again in a later
+    /// pass is opened without deriving it again.
+    case scrypt(backupID: String, passphrase: Secret, limits: ScryptLimits, keys: ScryptKeyCache? = nil)
 
     /// With `slots`, the caller holds one of them for this job, and a key
     /// derivation refused its memory may wait for fewer jobs to run.
@@ -154,10 +159,18 @@ public enum ChunkOpener: Sendable {
             _ = try HMACVerifier.verify(bytes: bytes.span.bytes, expected: line, passphrase: passphrase,
                                         requested: digest, subject: name.description)
             return bytes
-        case .scrypt(let backupID, let passphrase, let limits):
-            let key = passphrase.bound(to: [backupID, name.chunk])
-            return try ScryptFile.decrypt(consume bytes, passphrase: key, limits: limits, subject: name.description,
-                                          wrongKeyHint: "wrong passphrase, or the chunk was renamed or comes from another backup", slots: slots)
+        case .scrypt(let backupID, let passphrase, let limits, let keys):
+            let subject = name.description
+            let header = try ScryptHeader(parsing: bytes[...], limits: limits, subject: subject)
+            let kept = keys?.key(for: name.chunk, header: header)
+            let key: ScryptKey
+            if let kept { key = kept } else {
+                key = try header.deriveKey(passphrase: passphrase.bound(to: [backupID, name.chunk]), slots: slots, subject: subject)
+            }
+            let opened = try key.open(consume bytes, header: header, subject: subject,
+                                      wrongKeyHint: "wrong passphrase, or the chunk was renamed or comes from another backup")
+            if kept == nil { keys?.keep(key, for: name.chunk, header: header) } else { keys?.reused(name.chunk) }
+            return opened
         }
     }
 }
@@ -167,8 +180,9 @@ extension ChunkOpener {
     /// header; nil for an HMAC, or when the header does not parse (opening
     /// the chunk then says why).
     public func scryptMemory(of chunk: StoredChunk) -> Int? {
-        guard case .scrypt(_, _, let limits) = self, let bytes = chunk.bytes else { return nil }
-        return ScryptHeader.memory(of: bytes, limits: limits)
+        guard case .scrypt(_, _, let limits, let keys) = self, let bytes = chunk.bytes,
+              let header = try? ScryptHeader(parsing: bytes[...], limits: limits, subject: nil) else { return nil }
+        return keys?.key(for: chunk.name.chunk, header: header) == nil ? header.memory : 0
     }
 
     /// What opening a chunk holds at once: its bytes and its derivation.

@@ -8,7 +8,7 @@ import Glibc
 /// or a requested path does not exist).
 public final class FilesystemExport {
     public let filesystem: Ext4Filesystem
-    private let buffer: UnsafeMutableRawBufferPointer
+    let buffer: UnsafeMutableRawBufferPointer
     /// Told the size of each regular file written (extraction and tar).
     public var progress: (Int) -> Void = { _ in }
 

@@ -9,7 +9,7 @@ public enum FilesystemLocator {
     /// Chooses the filesystem: partition `partition` when given; otherwise
     /// a filesystem at offset 0, else the only partition that holds an
     /// ext2/3/4 filesystem.
-    public static func locate(in file: ImageFile, table: PartitionTable, partition: Int?) throws(QBError) -> FilesystemLocation {
+    public static func locate(in file: ImageBytes, table: PartitionTable, partition: Int?) throws(QBError) -> FilesystemLocation {
         var candidates: [Partition] = []
         var foreign: [(Int, ForeignFormat)] = []
         for p in table.partitions {
@@ -64,7 +64,7 @@ public enum FilesystemLocator {
         case unknown
     }
 
-    public static func probe(_ file: ImageFile, start: Int64, length: Int64) -> Probe {
+    public static func probe(_ file: ImageBytes, start: Int64, length: Int64) -> Probe {
         guard let window = try? ImageWindow(file: file, start: start, length: length) else { return .unknown }
         if let raw = try? window.read(at: Superblock.offset, count: Superblock.size),
            let sb = try? Superblock(raw, filesystemBytes: length) {

@@ -4,6 +4,9 @@
 struct GroupDescriptor: Sendable {
     var inodeTable: UInt64
     var flags: UInt16
+    /// Inodes at the end of the group's table never used (uninit_bg and
+    /// metadata_csum keep it; 0 otherwise, and then the whole table counts).
+    var unusedInodes: UInt32
     /// Whether the descriptor's checksum (metadata_csum or gdt_csum) matched,
     /// or the filesystem has none.
     var checksumMatches: Bool
@@ -15,6 +18,8 @@ struct GroupDescriptor: Sendable {
         let wide = sb.descriptorSize >= 64
         inodeTable = UInt64(d.le32(0x08)) | (wide ? UInt64(d.le32(0x28)) << 32 : 0)
         flags = d.le16(0x12)
+        let counted = sb.features.readOnlyCompatible.contains(.metadataChecksum) || sb.features.readOnlyCompatible.contains(.groupDescriptorChecksum)
+        unusedInodes = counted ? UInt32(d.le16(0x1C)) | (wide ? UInt32(d.le16(0x32)) << 16 : 0) : 0
         let stored = d.le16(0x1E)
         let groupLE = littleEndianBytes(group)
         if sb.features.readOnlyCompatible.contains(.metadataChecksum) {

@@ -5,12 +5,45 @@ import Glibc
 internal import CLinux
 #endif
 
+/// The bytes of a volume image, by offset: a file opened for random access
+/// (`ImageFile`), or an image passing by in a backup's stream, of which what
+/// the reader needs is kept (`StreamedImage`). Partition tables, windows
+/// and filesystems read images through this alone.
+public protocol ImageBytes: AnyObject, Sendable {
+    /// Shown in error messages.
+    var path: String { get }
+    /// Bytes in the image.
+    var size: Int64 { get }
+    /// Fills `buffer` with the bytes at `offset`; the whole range must lie
+    /// inside the image.
+    func read(at offset: Int64, into buffer: UnsafeMutableRawBufferPointer) throws(QBError)
+}
+
+extension ImageBytes {
+    /// The `count` bytes at `offset`.
+    public func read(at offset: Int64, count: Int) throws(QBError) -> [UInt8] {
+        guard count > 0 else { return [] }
+        var failure: QBError?
+        let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            do throws(QBError) {
+                try read(at: offset, into: UnsafeMutableRawBufferPointer(buffer))
+                initialized = count
+            } catch {
+                failure = error
+                initialized = 0
+            }
+        }
+        if let failure { throw failure }
+        return bytes
+    }
+}
+
 /// A volume image opened read-only for random access: the one place that
-/// reads an image. Reads go through `pread(2)`, never `mmap`, so an image
+/// reads an image file. Reads go through `pread(2)`, never `mmap`, so an image
 /// truncated while it is read gives an error, not SIGBUS; every range is
 /// checked against the image's size before the call, and a short read is
 /// `.truncated`, never zeros.
-public final class ImageFile: @unchecked Sendable {
+public final class ImageFile: ImageBytes, @unchecked Sendable {
     /// Shown in error messages.
     public let path: String
     /// Bytes in the file (or block device) when it was opened.
@@ -67,23 +100,6 @@ public final class ImageFile: @unchecked Sendable {
         }
     }
 
-    /// The `count` bytes at `offset`.
-    public func read(at offset: Int64, count: Int) throws(QBError) -> [UInt8] {
-        guard count > 0 else { return [] }
-        var failure: QBError?
-        let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
-            do throws(QBError) {
-                try read(at: offset, into: UnsafeMutableRawBufferPointer(buffer))
-                initialized = count
-            } catch {
-                failure = error
-                initialized = 0
-            }
-        }
-        if let failure { throw failure }
-        return bytes
-    }
-
     /// Copies `count` bytes at `offset` into the file `target` at
     /// `targetOffset`, inside the kernel where it can (copy_file_range(2)),
     /// otherwise through `buffer`. Failures say which side failed: a
@@ -134,11 +150,11 @@ public enum DataCopyError: Error {
 /// partition. Offsets given to it are relative to its start and checked
 /// against its length, so a filesystem cannot read its neighbour.
 public struct ImageWindow: Sendable {
-    public let file: ImageFile
+    public let file: ImageBytes
     public let start: Int64
     public let length: Int64
 
-    public init(file: ImageFile, start: Int64 = 0, length: Int64? = nil) throws(QBError) {
+    public init(file: ImageBytes, start: Int64 = 0, length: Int64? = nil) throws(QBError) {
         let length = length ?? (file.size - start)
         guard start >= 0, length >= 0, start <= file.size, length <= file.size - start else {
             throw QBError(.truncated, "the partition (\(length) bytes at offset \(start)) runs past the end of the image (\(file.size) bytes)",
@@ -169,6 +185,20 @@ public struct ImageWindow: Sendable {
     public func copy(at offset: Int64, count: Int, to target: Int32, at targetOffset: Int64,
                      buffer: UnsafeMutableRawBufferPointer, targetName: String) throws(DataCopyError) {
         do { try check(offset, count) } catch { throw .source(error) }
-        try file.copy(at: start + offset, count: count, to: target, at: targetOffset, buffer: buffer, targetName: targetName)
+        if let image = file as? ImageFile {
+            return try image.copy(at: start + offset, count: count, to: target, at: targetOffset, buffer: buffer, targetName: targetName)
+        }
+        var done = 0
+        while done < count {
+            let piece = min(buffer.count, count - done)
+            let slice = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<piece])
+            do { try file.read(at: start + offset + Int64(done), into: slice) } catch { throw .source(error) }
+            do {
+                try writeAll(target, UnsafeRawBufferPointer(slice), at: targetOffset + Int64(done), targetName)
+            } catch {
+                throw .destination(error)
+            }
+            done += piece
+        }
     }
 }

@@ -49,7 +49,7 @@ public struct PartitionTable: Sendable {
     public static let maxGPTEntrySize = 4096
     public static let maxLogicalPartitions = 128
 
-    public static func read(from image: ImageFile) throws(QBError) -> PartitionTable {
+    public static func read(from image: ImageBytes) throws(QBError) -> PartitionTable {
         guard image.size >= 512 else {
             return PartitionTable(scheme: .none, partitions: [], sectorSize: 512, warnings: [])
         }
@@ -101,7 +101,7 @@ private struct MBREntry {
 }
 
 private struct MBRReader {
-    let image: ImageFile
+    let image: ImageBytes
     let sectorSize: Int64 = 512
 
     func read(_ entries: [MBREntry]) throws(QBError) -> PartitionTable {
@@ -190,7 +190,7 @@ private struct GPTHeader {
 }
 
 private struct GPTReader {
-    let image: ImageFile
+    let image: ImageBytes
 
     func read(warnings: [String]) throws(QBError) -> PartitionTable {
         var warnings = warnings

@@ -9,6 +9,9 @@ public struct RestoreOptions: Sendable {
     public var resources: SystemResources?
     /// Largest chunk held in memory while it is authenticated.
     public var maximumChunkSize: Int
+    /// v4: where the keys that opened chunks are kept, when the caller
+    /// will read some of them again (`BackupRereader`); nil: not kept.
+    public var chunkKeys: ScryptKeyCache?
     public var scryptLimits: ScryptLimits
     public var decompression: DecompressionOptions
     /// Size of the read buffers of the outer and inner tar readers and of
@@ -115,7 +118,7 @@ public struct BackupRestore: ~Copyable {
             guard let id = header.backupID else {
                 throw QBError(.malformed, "version 4 header without backup-id", subject: "backup-header")
             }
-            opener = .scrypt(backupID: id, passphrase: context.passphrase, limits: context.options.scryptLimits)
+            opener = .scrypt(backupID: id, passphrase: context.passphrase, limits: context.options.scryptLimits, keys: context.options.chunkKeys)
         case .hmac(let digest):
             opener = .hmac(digest: digest, passphrase: context.passphrase)
         }
@@ -185,10 +188,19 @@ public struct BackupFiles: ~Copyable {
     /// by it); the chunk's data is not.
     fileprivate let chunks: ChunkReader
 
+    /// How to read a file of this backup again, in a later pass over the
+    /// backup file (`BackupRereader`).
+    public var rereader: BackupRereader {
+        BackupRereader(header: headerRead.header, passphrase: context.passphrase, options: context.options, opener: opener,
+                       slots: slots, observer: context.observer)
+    }
+
     /// Reads the rest of the backup, file by file, doing with each what
-    /// `route` says. Returns the files met, with their chunk counts, in order.
+    /// `route` says; `located` hears where each file's first chunk starts
+    /// in the input. Returns the files met, with their chunk counts, in order.
     @discardableResult
-    public consuming func process(route: (String) throws(QBError) -> BackupRestore.Route) throws(QBError) -> [(file: String, chunks: Int)] {
+    public consuming func process(route: (String) throws(QBError) -> BackupRestore.Route,
+                                  located: (String, Int64) -> Void = { _, _ in }) throws(QBError) -> [(file: String, chunks: Int)] {
         let context = self.context, chunks = self.chunks, opener = self.opener, header = self.headerRead.header
         let options = context.options
         let observer = context.observer
@@ -218,7 +230,9 @@ public struct BackupFiles: ~Copyable {
                     if let current { close(current) }
                     current = nil
                     files.append((file, 0))
-                    if case .stream(let target) = try decide(file) {
+                    let decision = try decide(file)
+                    located(file, chunks.memberOffset)
+                    if case .stream(let target) = decision {
                         current = try FilePipeline(file: file, header: header, passphrase: context.passphrase,
                                                    decompression: options.decompression, blockSize: options.blockSize,
                                                    target: target)
@@ -231,16 +245,7 @@ public struct BackupFiles: ~Copyable {
                 // checked, its data skipped where the input can seek.
                 let chunk = try chunks.take(keep: current != nil)
                 if let pipeline = current {
-                    // Handed over, not copied: a second reference to the
-                    // chunk's bytes would make a v4 chunk's in-place
-                    // decryption copy them.
-                    let memory = opener.memory(of: chunk)
-                    let handoff = ChunkHandoff(consume chunk)
-                    try jobs.submit(memory: memory, { (slots) throws(QBError) -> [UInt8] in try opener.open(handoff.take(), slots: slots) },
-                                    deliver: { (bytes: consuming [UInt8]) throws(QBError) in
-                                        try pipeline.deliver(bytes)
-                                        chunks.recycle(bytes)
-                                    })
+                    try jobs.open(chunk, with: opener, into: pipeline, recycling: chunks)
                 }
             }
             if let current { close(current) }
@@ -252,6 +257,70 @@ public struct BackupFiles: ~Copyable {
             throw error
         }
         return files
+    }
+}
+
+/// Reads one backed-up file again from the backup file, in a later pass
+/// (a VM's private volume read without being written, whose filesystem
+/// needs blocks that passed before anything said they were needed): from
+/// its first chunk, every chunk is authenticated again, decrypted,
+/// decompressed and its inner archive read, exactly as in the first pass —
+/// with the keys of the first pass where `RestoreOptions.chunkKeys` kept
+/// them: a v4 chunk's envelope is checked again, its key not derived again.
+public struct BackupRereader {
+    fileprivate let header: BackupHeader
+    fileprivate let passphrase: Secret
+    fileprivate let options: RestoreOptions
+    fileprivate let opener: ChunkOpener
+    fileprivate let slots: JobSlots
+    fileprivate let observer: RestoreObserver?
+
+    /// Reads `file`'s `count` chunks from the member at `offset` of
+    /// `source` (the backup file, open anew and seekable) into `target`.
+    /// A backup that changed since the first pass is refused: a chunk of
+    /// another name, or fewer chunks.
+    public func reread(_ file: String, chunks count: Int, at offset: Int64, from source: FileDescriptor,
+                       into target: InnerArchiveTarget) throws(QBError) {
+        try source.seek(to: offset)
+        let reader = TarReader(source: source, options: .init(ignoreZeros: true), bufferSize: options.blockSize)
+        let chunks = ChunkReader(reader: reader, layout: header.version == 4 ? .envelopes : .hmacPairs,
+                                 maximumChunkSize: options.maximumChunkSize)
+        let pipeline = try FilePipeline(file: file, header: header, passphrase: passphrase, decompression: options.decompression,
+                                        blockSize: options.blockSize, target: target)
+        let observer = self.observer
+        let jobs = InOrderJobs(slots: slots, limitLowered: { observer?.jobsLowered(to: $0) })
+        let opener = self.opener
+        do throws(QBError) {
+            for index in 0..<count {
+                guard let name = try chunks.nextName(), name.file == file, name.index == index else {
+                    throw QBError(.malformed, "the backup changed since it was first read: chunk \(index) of \(file) is not where it was",
+                                  subject: file, hint: "read it again from the start")
+                }
+                try jobs.open(try chunks.take(keep: true), with: opener, into: pipeline, recycling: chunks)
+            }
+            try jobs.drain()
+            _ = try pipeline.finish()
+        } catch {
+            jobs.cancel()
+            throw pipeline.fail(error)
+        }
+    }
+}
+
+extension InOrderJobs {
+    /// Opens `chunk` on a worker and hands its bytes to `pipeline` in
+    /// order, then their memory back to `chunks`. Handed over, not copied:
+    /// a second reference to the chunk's bytes would make a v4 chunk's
+    /// in-place decryption copy them.
+    fileprivate func open(_ chunk: consuming StoredChunk, with opener: ChunkOpener, into pipeline: FilePipeline,
+                          recycling chunks: ChunkReader) throws(QBError) {
+        let memory = opener.memory(of: chunk)
+        let handoff = ChunkHandoff(consume chunk)
+        try submit(memory: memory, { (slots) throws(QBError) -> [UInt8] in try opener.open(handoff.take(), slots: slots) },
+                   deliver: { (bytes: consuming [UInt8]) throws(QBError) in
+                       try pipeline.deliver(bytes)
+                       chunks.recycle(bytes)
+                   })
     }
 }
 

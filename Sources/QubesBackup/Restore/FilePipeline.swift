@@ -11,15 +11,30 @@ public struct InnerArchiveTarget: Sendable {
     public var extraction: TarExtractor.Options
     /// Bounds on the inner archive (sparse map entries, names, headers).
     public var limits: TarLimits
+    /// Takes the archive's regular file as it passes (a VM's private
+    /// volume read without being written), instead of extracting it.
+    public var image: InnerImageSink?
 
     public init(directory: String?, relocation: MemberRelocation, captureLimit: Int = 0,
-                extraction: TarExtractor.Options = TarExtractor.Options(), limits: TarLimits = .default) {
+                extraction: TarExtractor.Options = TarExtractor.Options(), limits: TarLimits = .default,
+                image: InnerImageSink? = nil) {
         self.limits = limits
+        self.image = image
         self.directory = directory
         self.relocation = relocation
         self.captureLimit = captureLimit
         self.extraction = extraction
     }
+}
+
+/// Where an inner archive's regular file goes when it is not written: a
+/// VM's private volume read as it passes (`StreamedVolume`). Told of each
+/// pass over it: its size first, then its bytes in increasing offsets
+/// (holes do not pass), then its end.
+public protocol InnerImageSink: AnyObject, Sendable {
+    func begin(size: Int64, name: String) throws(QBError)
+    func pass(_ offset: Int64, _ bytes: UnsafeRawBufferPointer) throws(QBError)
+    func end() throws(QBError)
 }
 
 /// What reading one inner archive gave.
@@ -151,7 +166,13 @@ final class FilePipeline {
         let buffer = IOBuffer(capacity: bufferSize)
         while let stored = try reader.next() {
             guard let entry = try target.relocation.relocate(stored) else { continue }
-            if let extractor {
+            if let sink = target.image, entry.kind == .regular {
+                try sink.begin(size: entry.size, name: entry.name)
+                while try reader.readFragment({ (offset: Int64, bytes: RawSpan) throws(QBError) in
+                    try bytes.withUnsafeBytes { (raw) throws(QBError) in try sink.pass(offset, raw) }
+                }) {}
+                try sink.end()
+            } else if let extractor {
                 result.warnings += try extractor.extract(entry, from: reader)
             } else if target.captureLimit > 0 && entry.kind == .regular {
                 let sink = MemorySink(limit: target.captureLimit - result.captured.count)

@@ -118,7 +118,13 @@ public struct RestoreSelection: Sendable {
     /// (`SUBDIR/private.img`, restored to `VM/private.img`): the image
     /// whose filesystem step 8 reads.
     public func privateVolumeDestination(of file: String) -> Destination? {
-        guard file.split(separator: "/").count == 2, file.hasSuffix("/private.img"),
+        volumeDestination(of: file, named: "private")
+    }
+
+    /// Where `file` goes when it is the volume `volume` (`private`, `root`)
+    /// of a selected VM: `vm3/root.img` for `root`.
+    public func volumeDestination(of file: String, named volume: String) -> Destination? {
+        guard file.split(separator: "/").count == 2, file.hasSuffix("/\(volume).img"),
               let destination = destination(of: file), destination.directoryName != "dom0-home" else { return nil }
         return destination
     }

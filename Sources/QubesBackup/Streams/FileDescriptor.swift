@@ -68,6 +68,16 @@ public final class FileDescriptor: ByteSource, ByteSink {
         }
     }
 
+    /// Moves to `offset` of a regular file (a later pass over a backup file).
+    public func seek(to offset: Int64) throws(QBError) {
+        guard regularFileSize != nil else {
+            throw QBError(.unsupported, "cannot read this input again: it is not a regular file", subject: name,
+                          hint: "give the backup as a file, not a pipe")
+        }
+        let fd = rawValue
+        _ = try systemCall("seek error", name) { Int(lseek(fd, off_t(offset), SEEK_SET)) }
+    }
+
     /// Seeks forward in a regular file, never past its current size:
     /// lseek(2) past the end succeeds silently, and the read that follows
     /// would then see an end where the file was merely short. Stopped at

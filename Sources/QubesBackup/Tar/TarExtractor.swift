@@ -205,15 +205,23 @@ public final class TarExtractor {
         }
         let (fd, tmp, registration) = try createTemporary(in: parent, member: name)
         defer { InProgressFiles.remove(registration) }
-        var ok = false
-        defer {
-            if !ok {
-                close(fd)
-                unlinkat(parent, tmp, 0)
-            }
+        var closed = false
+        do throws(QBError) {
+            try contents(fd, name)
+            try finishContents(fd, entry, name)
+            closed = true
+            try closeChecked(fd, name)
+            try rename(from: parent, tmp, to: parent, finalName, member: name)
+        } catch {
+            if !closed { close(fd) }
+            unlinkat(parent, tmp, 0)
+            throw error
         }
-        try contents(fd, name)
-        // Holes at the end: only the size says where the file ends.
+    }
+
+    /// Size (holes at the end: only the size says where the file ends),
+    /// owner, mode and times of a regular file whose data is written.
+    private func finishContents(_ fd: Int32, _ entry: TarEntry, _ name: String) throws(QBError) {
         try systemCall("cannot set file size", name) { Int(ftruncate(fd, off_t(entry.size))) }
         if options.preserveOwnership {
             try systemCall("cannot change owner", name) { Int(fchown(fd, uid_t(truncatingIfNeeded: entry.uid), gid_t(truncatingIfNeeded: entry.gid))) }
@@ -223,19 +231,95 @@ public final class TarExtractor {
             var times = [Self.time(entry), Self.time(entry)]
             try systemCall("cannot set times", name) { Int(futimens(fd, &times)) }
         }
-        let closed = close(fd)
-        if closed != 0 {
-            let code = errno
-            unlinkat(parent, tmp, 0)
-            ok = true
-            throw ioError(code, "write error", name)
+    }
+
+    /// close(2), whose failure is a write error (NFS and others report
+    /// them there).
+    private func closeChecked(_ fd: Int32, _ name: String) throws(QBError) {
+        if close(fd) != 0 { throw ioError(errno, "write error", name) }
+    }
+
+    private func rename(from directory: Int32, _ tmp: [CChar], to parent: Int32, _ finalName: [CChar], member: String) throws(QBError) {
+        if renameat(directory, tmp, parent, finalName) != 0 {
+            throw ioError(errno, "cannot rename into place", member)
         }
-        ok = true
-        if renameat(parent, tmp, parent, finalName) != 0 {
-            let code = errno
-            unlinkat(parent, tmp, 0)
-            throw ioError(code, "cannot rename into place", name)
+    }
+
+    // MARK: - Files written before their place is known
+
+    /// A regular file whose data is written before its name is (a
+    /// filesystem read as it passes in a backup: its files' data comes in
+    /// disk order, their names later). It lives under a temporary name in
+    /// the target directory itself, registered for removal on a signal,
+    /// until `place` renames it into its directory or `discard` removes it.
+    public final class DetachedFile {
+        fileprivate let temporary: [CChar]
+        fileprivate let registration: UInt64
+        fileprivate var fd: Int32
+        fileprivate var placed = false
+
+        fileprivate init(temporary: [CChar], registration: UInt64, fd: Int32) {
+            self.temporary = temporary
+            self.registration = registration
+            self.fd = fd
         }
+    }
+
+    /// A new detached file, open for writing.
+    public func createDetached(member: String) throws(QBError) -> DetachedFile {
+        let (fd, tmp, registration) = try createTemporary(in: root, member: member)
+        return DetachedFile(temporary: tmp, registration: registration, fd: fd)
+    }
+
+    /// Writes `bytes` at `offset` of `file`, opening it again if it was closed.
+    public func write(_ file: DetachedFile, at offset: Int64, _ bytes: UnsafeRawBufferPointer, member: String) throws(QBError) {
+        if file.fd < 0 {
+            file.fd = Int32(try systemCall("cannot open file", member) {
+                Int(openat(root, file.temporary, O_WRONLY | O_NOFOLLOW | O_CLOEXEC))
+            })
+        }
+        try writeAll(file.fd, bytes, at: offset, member)
+    }
+
+    /// Closes the file's descriptor (it is opened again by the next write):
+    /// a filesystem's files can be many more than a process's descriptors.
+    public func closeDescriptor(_ file: DetachedFile, member: String) throws(QBError) {
+        guard file.fd >= 0 else { return }
+        defer { file.fd = -1 }
+        try closeChecked(file.fd, member)
+    }
+
+    /// Gives `file` its size, mode and times from `entry` and renames it to
+    /// `entry`'s path, confined as every extraction is.
+    public func place(_ file: DetachedFile, as entry: TarEntry) throws(QBError) {
+        let name = entry.name
+        let path = try MemberPath(entry.path)
+        guard !path.components.isEmpty, entry.kind == .regular else {
+            throw QBError(.internalError, "a detached file placed as something else than a regular file", subject: name)
+        }
+        let parent = try openParent(path, create: true, member: name)
+        defer { release(parent) }
+        let finalName = cString(path.components.last!)
+        if let kind = try kindAt(parent, finalName), kind == S_IFDIR {
+            throw QBError(.unsafe, "refusing to replace a directory with a file", subject: name)
+        }
+        if file.fd < 0 {
+            file.fd = Int32(try systemCall("cannot open file", name) { Int(openat(root, file.temporary, O_WRONLY | O_NOFOLLOW | O_CLOEXEC)) })
+        }
+        try finishContents(file.fd, entry, name)
+        try closeDescriptor(file, member: name)
+        try rename(from: root, file.temporary, to: parent, finalName, member: name)
+        file.placed = true
+        InProgressFiles.remove(file.registration)
+    }
+
+    /// Removes a file that will not be placed.
+    public func discard(_ file: DetachedFile) {
+        guard !file.placed else { return }
+        if file.fd >= 0 { close(file.fd); file.fd = -1 }
+        unlinkat(root, file.temporary, 0)
+        file.placed = true
+        InProgressFiles.remove(file.registration)
     }
 
     /// A new temporary file, registered with InProgressFiles as it is made.

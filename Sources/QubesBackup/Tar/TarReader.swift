@@ -63,6 +63,13 @@ public final class TarReader {
     private var globalRecords = PAXRecords()
     /// The member last returned by `next()`, until the following call.
     private var member: MemberCursor?
+    /// Bytes taken from the input so far, read or skipped.
+    private var inputBytes: Int64 = 0
+    /// Where in the input the last member returned by `next()` starts: its
+    /// first header block (an extended header's, when it has one). Only
+    /// meaningful for a reader of one input (not volumes): a later pass over
+    /// a backup file seeks there to read that member again.
+    public private(set) var memberOffset: Int64 = 0
 
     /// Where reading stands in a member's data. Stored bytes come region by
     /// region; the logical position runs ahead of them over holes when
@@ -217,6 +224,7 @@ public final class TarReader {
             if buffer.freeCapacity < blockSize { buffer.compact() }
             guard let src = try input.current() else { break }
             let n = skipped ? try src.read(into: buffer, atMost: max(Self.readAfterSkip, blockSize)) : try src.read(into: buffer)
+            inputBytes += Int64(n)
             if n > 0 { continue }
             guard try input.advance() else { break }
             // A block never spans two volumes.
@@ -249,7 +257,9 @@ public final class TarReader {
         skipped = false
         while true {
             guard let src = try input.current() else { throw truncated() }
-            if try src.read(into: buffer) > 0 { return }
+            let n = try src.read(into: buffer)
+            inputBytes += Int64(n)
+            if n > 0 { return }
             guard try input.advance() else { throw truncated() }
             try readContinuationHeader()
             // Reading the header may have buffered the volume's data already.
@@ -311,7 +321,10 @@ public final class TarReader {
                     if n > 0 { member!.paddingRemaining -= Int(n); continue }
                 }
                 // Padding is always in the same volume as the data it pads.
-                guard let src = try input.current(), try src.read(into: buffer) > 0 else { throw truncated() }
+                guard let src = try input.current() else { throw truncated() }
+                let n = try src.read(into: buffer)
+                inputBytes += Int64(n)
+                guard n > 0 else { throw truncated() }
             }
             let n = min(member!.paddingRemaining, buffer.readableCount)
             buffer.consume(n)
@@ -389,6 +402,7 @@ public final class TarReader {
         guard let src = try input.current() else { return 0 }
         let n = try src.skip(count)
         precondition(n >= 0 && n <= count, "a source skipped more than asked")
+        inputBytes += n
         if n > 0 { skipped = true }
         return n
     }
@@ -434,7 +448,9 @@ public final class TarReader {
                 buffer.clear()
             }
             guard let src = try input.current() else { return }
-            if try src.read(into: buffer) == 0 {
+            let n = try src.read(into: buffer)
+            inputBytes += Int64(n)
+            if n == 0 {
                 guard try input.advance() else { return }
             }
         }
@@ -462,6 +478,9 @@ public final class TarReader {
                 throw truncated()
             case .block(let b):
                 header = TarHeaderBlock(b)
+                if raw.isEmpty && !header.isAllZero {
+                    memberOffset = inputBytes - Int64(buffer.readableCount) - Int64(TarHeaderBlock.size)
+                }
             }
             if header.isAllZero {
                 guard raw.isEmpty else {

@@ -46,6 +46,7 @@ external-journal	ext4 whose journal is on another device and needs recovery
 long-symlink	ext4 with 64 KiB blocks and /long-link, a 5000-byte symlink target (longer than PATH_MAX)
 shared-blocks	ext4 where /dup1../dup3 are copies of the inode of /sizes/size-3m and /dupdir of the inode of /bigdir: every block mapped twice
 links-count-1	ext4 where /sizes/hello.txt has two more names but a link count of 1
+dir-before-inode	ext4 -O ^flex_bg, 12 groups, where the block of directory /symlinks (inode in group 4) is moved to group 0: read as it passes, it comes before its inode
 blockmap-bomb	ext2 (4 KiB blocks) with /bomb: triple indirect block whose 1024 entries all name one double indirect block whose entries all name one zero block, i_size 4 TiB, and /sparse-tind: one distinct zero double indirect block, i_size 16 GiB'
 
 die() { echo "make-image.sh: $*" >&2; exit 1; }
@@ -347,6 +348,36 @@ DBG
     dbg "$IMG" "stat /sizes/hello.txt" | has 'Links: 1 ' || die "the link count changed"
     expect "path=/hello-again" "path=/links/hello-third" \
            "note=three names, link count 1: hard links to the first name met, never three copies (e2fsck -fy sets the count to 3)"
+    ;;
+dir-before-inode)
+    mkfs "$IMG" -t ext4 -O ^flex_bg -g 8192
+    ino=$(dbg "$IMG" "stat /symlinks" | awk '/^Inode:/ {print $2; exit}')
+    ipg=$(dumpe2fs -h "$IMG" 2>/dev/null | awk -F: '/^Inodes per group/ {print $2+0}')
+    [ $(( (ino - 1) / ipg )) -ge 1 ] || die "/symlinks (inode $ino) is in group 0"
+    old=$(dbg "$IMG" "ex /symlinks" | awk 'NR == 2 && $5 == $7 {print $8}')
+    [ -n "$old" ] || die "/symlinks is not one block"
+    new=$(dbg "$IMG" "ffb 1 100" | sed 's/^Free blocks found: //' | tr -d ' ')
+    [ "$new" -lt 8192 ] || die "no free block in group 0"
+    python3 - "$IMG" "$old" "$new" <<'PY'
+import sys
+img, old, new = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+with open(img, 'r+b') as f:
+    f.seek(old * 4096); block = f.read(4096)
+    f.seek(new * 4096); f.write(block)
+PY
+    # i_block[5] is the first extent's ee_start_lo; debugfs recomputes the
+    # inode's checksum. The block's own checksum is the inode's, unchanged.
+    dbgw "$IMG" <<DBG
+sif /symlinks block[5] $new
+freeb $old
+setb $new
+DBG
+    rc=0; e2fsck -fy "$IMG" >/dev/null 2>&1 || rc=$?   # the groups' free counts
+    [ $rc -le 1 ] || die "e2fsck -fy exited $rc"
+    rc=0; e2fsck -fn "$IMG" >/dev/null 2>&1 || rc=$?
+    [ $rc = 0 ] || die "e2fsck -fn exited $rc"
+    expect "path=/symlinks" "block=$new (was $old)" "inode=$ino (group $(( (ino - 1) / ipg )))" \
+           "note=a reader of the image as it passes meets the directory's block before its inode: a second pass"
     ;;
 blockmap-bomb)
     mkfs "$IMG" -t ext2 -b 4096 -I 128

@@ -25,14 +25,25 @@ PY=(python3 "$HERE/fsfixture.py")
 export MKE2FS_CONFIG="$FIX/ext/mke2fs.conf"   # Debian's defaults, pinned
 export E2FSPROGS_FAKE_TIME=1434369600          # 2015-06-15 12:00:00 UTC
 
-[ $# -eq 1 ] || { echo "usage: $0 OUTDIR" >&2; exit 2; }
+# make-backups.sh --volume IMG CHUNK OUTFILE: a v4 gzip backup of "work" alone whose
+# vm3/private.img is IMG, in chunks of CHUNK bytes (before encryption), written as
+# Qubes writes it (the tests of qb-restore --list-files and --files --path).
+VOLUME=
+if [ "${1:-}" = --volume ]; then
+    [ $# -eq 4 ] || { echo "usage: $0 --volume IMG CHUNK OUTFILE" >&2; exit 2; }
+    VOLUME=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
+    VOLUME_CHUNK=$3
+    VOLUME_OUT=$(basename "$4")
+    set -- "$(dirname "$4")"
+fi
+[ $# -eq 1 ] || { echo "usage: $0 OUTDIR | $0 --volume IMG CHUNK OUTFILE" >&2; exit 2; }
 OUT=$(mkdir -p "$1" && cd "$1" && pwd)
-B=$OUT/build
+B=$OUT/build${VOLUME:+-$VOLUME_OUT}
 rm -rf "$B"; mkdir -p "$B"
 
 PASS=qubes
-CHUNK=102400
-SCRYPT_OPTS=(--logN 10 -r 8 -p 1)
+CHUNK=${VOLUME_CHUNK:-102400}
+SCRYPT_OPTS=(--logN "${QB_SCRYPT_LOGN:-10}" -r 8 -p 1)   # QB_SCRYPT_LOGN=20: Qubes' cost (bench/files.sh)
 STAGE_TIME=@1796040000          # 2026-11-30 12:00:00 UTC: mtime of everything staged for a backup
 
 die() { echo "make-backups.sh: $*" >&2; exit 1; }
@@ -77,6 +88,7 @@ print(p["start"], p["size"])')
         || die "mke2fs damaged the partition table of $img"
 }
 
+if [ -z "$VOLUME" ]; then
 "${PY[@]}" tree work "$B/src-work"
 "${PY[@]}" tree damaged "$B/src-damaged"
 "${PY[@]}" tree tpl-root "$B/src-tpl-root"
@@ -93,6 +105,7 @@ debugfs -n -R "stat /home/user/Documents/broken.txt" "$B/img/damaged/private.img
 for f in "$B"/img/*/*.img; do dig "$f"; done
 printf '<firewall><rules/></firewall>\n' > "$B/img/firewall.xml"
 touch -d "$STAGE_TIME" "$B/img/firewall.xml"
+fi
 
 # ---------------------------------------------------------------- backup writers
 # inner archive of a file with GNU tar, as the R3 and R4 writers run it (FORMAT.md §8.1)
@@ -284,6 +297,18 @@ core3() {       # core3 TPL_IN WORK_IN > qubes.xml
     dom0; dom_tpl "$1"; dom_work "$2"
     printf '  </domains>\n</qubes>\n'
 }
+
+if [ -n "$VOLUME" ]; then
+    mkdir -p "$B/xml"
+    core3 "" 1 > "$B/xml/qubes.xml"
+    v4_begin "$VOLUME_OUT" 20261207T120000-2626
+    qubes_xml "$B/xml/qubes.xml" v4_stream
+    mkdir -p "$B/img"
+    cp --sparse=always "$VOLUME" "$B/img/private.img"
+    v4_volume work vm3/ "$B/img/private.img" 4253
+    rm -rf "$B"
+    exit 0
+fi
 
 # ---------------------------------------------------------------- 1. v4-fs-gzip.qubes
 mkdir -p "$B/xml/v4" "$B/xml/v3" "$B/xml/damaged"
