@@ -8,16 +8,8 @@ import QBTestSupport
 /// mtimes), and every damaged one ends with status 3, one line per damaged
 /// file, and the rest extracted.
 @Suite(.serialized) struct FilesystemToolTests {
-    static let scripts = Repo.fixtures.appendingPathComponent("ext")
-
-    /// The source tree, built once for the whole suite.
-    static let source: ScratchDirectory = {
-        let dir = try! ScratchDirectory()
-        let made = try! run("/bin/bash", [scripts.appendingPathComponent("make-tree.sh").path, dir.file("src").path])
-        precondition(made.status == 0, "make-tree.sh failed: \(made.stderr)")
-        return dir
-    }()
-    static var tree: URL { source.file("src") }
+    static let scripts = ExtImages.scripts
+    static var tree: URL { ExtImages.tree }
 
     /// Every kind make-image.sh offers, which must all be tested below.
     static let kinds: [String] = {
@@ -32,51 +24,8 @@ import QBTestSupport
                                "journal-resize", "external-journal", "long-symlink", "shared-blocks", "links-count-1",
                                "blockmap-bomb"]
 
-    /// Where images made once are kept for every later test and test run
-    /// (make check, check-release and check-sanitize each run these
-    /// suites): below the repository's .build, in a directory named by the
-    /// scripts that make them and the e2fsprogs that ran them, so a change
-    /// to either makes them anew. The images are deterministic (fixed UUIDs,
-    /// hash seed and times), so a kept one is the one make-image.sh makes.
-    static let imageCache: URL = {
-        var key = Data()
-        for script in ["make-image.sh", "make-tree.sh", "mke2fs.conf", "journal-diff.py"] {
-            key += (try? Data(contentsOf: scripts.appendingPathComponent(script))) ?? Data()
-        }
-        key += (try? run("mke2fs", ["-V"]))?.stderr.data(using: .utf8) ?? Data()
-        let dir = Repo.root.appendingPathComponent(".build/test-images/" + String(try! sha256(of: key).prefix(16)))
-        try! FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        return dir
-    }()
-
-    /// A copy of image `kind` (and its `.expected`) in `dir`, made by
-    /// make-image.sh the first time and copied from the cache after.
-    static func image(_ kind: String, in dir: ScratchDirectory) throws -> URL {
-        let cached = imageCache.appendingPathComponent("\(kind).img")
-        if !FileManager.default.fileExists(atPath: cached.path) {
-            // Made aside and renamed into place whole: tests running at once
-            // may make the same kind, and never see half an image.
-            let work = try ScratchDirectory()
-            let img = work.file("\(kind).img")
-            let made = try run("/bin/bash", [scripts.appendingPathComponent("make-image.sh").path, kind, tree.path, img.path])
-            #expect(made.status == 0, "make-image.sh \(kind): \(made.stderr)")
-            guard made.status == 0 else { return img }
-            let placed = try shell("""
-                set -e; tmp=$(mktemp -d '\(imageCache.path)/.making.XXXXXX')
-                cp --sparse=always '\(img.path)' "$tmp/\(kind).img"
-                if [ -e '\(img.path).expected' ]; then cp '\(img.path).expected' '\(cached.path).expected'; fi
-                mv "$tmp/\(kind).img" '\(cached.path)'; rmdir "$tmp"
-                """)
-            #expect(placed.status == 0, "\(placed.stderr)")
-        }
-        let img = dir.file("\(kind).img")
-        let copied = try shell("""
-            cp --sparse=always '\(cached.path)' '\(img.path)'
-            if [ -e '\(cached.path).expected' ]; then cp '\(cached.path).expected' '\(img.path).expected'; fi
-            """)
-        #expect(copied.status == 0, "\(copied.stderr)")
-        return img
-    }
+    /// Image `kind` in `dir`, made once for every test and test run.
+    static func image(_ kind: String, in dir: ScratchDirectory) throws -> URL { try ExtImages.image(kind, in: dir) }
 
     static func compare(_ extracted: URL, _ options: [String] = []) throws -> RunResult {
         try run("python3", [scripts.appendingPathComponent("compare-tree.py").path, "--no-special", "--skip-root",

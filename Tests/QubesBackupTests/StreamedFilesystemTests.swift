@@ -8,23 +8,6 @@ import QBTestSupport
 /// Tests/Fixtures/ext/make-image.sh, streamed in order as a restore gives
 /// them (data regions only: holes do not pass), as many passes as needed.
 @Suite struct StreamedFilesystemTests {
-    static let scripts = Repo.fixtures.appendingPathComponent("ext")
-
-    static let source: ScratchDirectory = {
-        let dir = try! ScratchDirectory()
-        let made = try! run("/bin/bash", [scripts.appendingPathComponent("make-tree.sh").path, dir.file("src").path])
-        precondition(made.status == 0, "make-tree.sh failed: \(made.stderr)")
-        return dir
-    }()
-
-    static func image(_ kind: String, in dir: ScratchDirectory) throws -> URL {
-        let img = dir.file("\(kind).img")
-        let made = try run("/bin/bash", [scripts.appendingPathComponent("make-image.sh").path, kind,
-                                          source.file("src").path, img.path])
-        #expect(made.status == 0, "make-image.sh \(kind): \(made.stderr)")
-        return img
-    }
-
     /// Streams `file`'s data regions, in order, into `image`: one pass.
     static func pass(_ file: ImageFile, into image: StreamedImage, piece: Int = 1 << 16) throws {
         image.beginPass()
@@ -88,7 +71,7 @@ import QBTestSupport
                       "dir-before-inode"])
     func streamedGivesWhatTheFileGives(kind: String) throws {
         let dir = try ScratchDirectory()
-        let file = try ImageFile(path: try Self.image(kind, in: dir).path)
+        let file = try ImageFile(path: try ExtImages.image(kind, in: dir).path)
         let direct = try Ext4Filesystem(window: FilesystemLocator.locate(in: file, table: PartitionTable.read(from: file), partition: nil).window)
         let expected = try Self.listing(direct)
 
