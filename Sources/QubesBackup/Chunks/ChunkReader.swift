@@ -169,7 +169,7 @@ public enum ChunkOpener: Sendable {
             }
             let opened = try key.open(consume bytes, header: header, subject: subject,
                                       wrongKeyHint: "wrong passphrase, or the chunk was renamed or comes from another backup")
-            if kept == nil { keys?.keep(key, for: name.chunk, header: header) } else { keys?.reused(name.chunk) }
+            if kept == nil { keys?.keep(key, for: name.chunk, header: header) } else { keys?.countReuse() }
             return opened
         }
     }

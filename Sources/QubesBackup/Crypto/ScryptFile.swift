@@ -203,7 +203,7 @@ public final class ScryptKeyCache: Sendable {
         }
     }
 
-    /// Called once per opening: counts it, as derived or reused.
+    /// Called once per opening with a key just derived: kept, and counted.
     func keep(_ key: ScryptKey, for chunk: String, header: ScryptHeader) {
         state.withLock { s in
             s.keys[chunk] = Entry(signed: header.signed, key: key)
@@ -211,7 +211,8 @@ public final class ScryptKeyCache: Sendable {
         }
     }
 
-    func reused(_ chunk: String) { state.withLock { $0.reused += 1 } }
+    /// Called once per opening with a kept key.
+    func countReuse() { state.withLock { $0.reused += 1 } }
 
     /// Key derivations run, and chunks opened with a kept key, so far.
     public var counts: (derived: Int, reused: Int) { state.withLock { ($0.derived, $0.reused) } }
